@@ -1,0 +1,18 @@
+"""rem-unlearn: REM (Redirection for Erasing Memory) and the corrupted-data unlearning benchmark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# The practitioner's names, imported on first use so `import rem_unlearn` stays light.
+_LAZY = {"unlearn": "api", "expand": "models", "discard": "models"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

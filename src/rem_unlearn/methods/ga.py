@@ -1,0 +1,46 @@
+"""Gradient ascent on D_f (spec 5, "Ascent"), no retain data.
+
+Maximises the cross-entropy of D_f with its stored (corrupted) labels, epoch
+by epoch, until the forget accuracy is at or below gamma (at least one epoch),
+with a constant learning rate.  The official code has no epoch cap; here the
+step budget caps it (``max_epochs`` adds an optional cap).  Best epoch by the
+known-data proxy, whose bar is the original model (the official code starts
+the bar at 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import ConfigError
+from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
+from .common import finish, train_epochs
+from .registry import register_method
+
+
+@dataclass
+class GAConfig(UnlearnConfig):
+    max_epochs: int | None = None  # None: only the step budget and gamma stop it
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise ConfigError("max_epochs must be >= 1")
+
+
+@register_method("ga")
+class GradientAscent(Method):
+    Config = GAConfig
+    summary = "Gradient ascent on D_f until its accuracy <= gamma."
+
+    def run(self, ctx: UnlearnContext) -> nn.Module:
+        cfg: GAConfig = self.config  # type: ignore[assignment]
+        model = ctx.model
+        selector = ProxySelector(ctx, model)
+        trainer = ctx.trainer(what="gradient ascent")
+        train_epochs(ctx, model, ctx.forget_rows, lambda x, y, ids: -F.cross_entropy(model(x).float(), y), trainer,
+                     selector=selector, max_epochs=cfg.max_epochs, until_forgotten=True)
+        return finish(ctx, selector, model)

@@ -1,0 +1,85 @@
+"""Healing, utility and their product, as defined in spec section 3 (intended semantics).
+
+All metrics run the model in *drop* mode on non-augmented images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from .corruptions.base import CorruptedData
+from .data.base import ImageDataset
+from .training import Batcher, Runtime, accuracy, predict
+
+METRIC_NAMES = ("healed", "healed_test", "utility", "score", "attack_success", "forget_accuracy",
+                "retain_accuracy", "test_accuracy")
+
+
+@dataclass
+class Evaluator:
+    """Everything needed to score a model on one corrupted task, built once and reused."""
+
+    corrupted: CorruptedData
+    test: ImageDataset
+    runtime: Runtime
+
+    def __post_init__(self) -> None:
+        info = self.corrupted.info
+        self.train_batcher = Batcher(self.corrupted.train, self.runtime, patch_size=info.get("patch_size", 3))
+        test = self.test
+        if self.corrupted.kind == "poison":
+            # Triggered test images whose true class is not the target: ASR and healed-test are measured on them.
+            t = info["target_class"]
+            rows = torch.nonzero(test.labels != t).flatten()
+            trig = test.subset(rows)
+            trig = replace(trig, triggered=torch.ones(len(trig), dtype=torch.bool))
+            self.triggered_batcher = Batcher(trig, self.runtime, patch_size=info["patch_size"])
+        self.test_batcher = Batcher(test, self.runtime)
+
+    def __call__(self, model: nn.Module, forget_ids: torch.Tensor | None = None) -> dict[str, float | None]:
+        c, kind = self.corrupted, self.corrupted.kind
+        rows_c = c.corrupted_rows
+        healed = accuracy(model, self.train_batcher, rows_c, labels=c.true_labels[rows_c])
+        test_labels = self.test.labels
+        test_pred = predict(model, self.test_batcher, torch.arange(len(self.test)))
+        correct = (test_pred == test_labels).float()
+        test_acc = 100.0 * float(correct.mean())
+        asr = None
+        if kind == "poison":
+            trig_pred = predict(model, self.triggered_batcher, torch.arange(len(self.triggered_batcher.data)))
+            trig_true = self.triggered_batcher.data.labels
+            healed_test = 100.0 * float((trig_pred == trig_true).float().mean())
+            asr = 100.0 * float((trig_pred == c.info["target_class"]).float().mean())
+            utility = test_acc
+        elif kind == "interclass":
+            pair = torch.isin(test_labels, torch.tensor(c.info["class_pair"]))
+            healed_test = 100.0 * float(correct[pair].mean())
+            utility = 100.0 * float(correct[~pair].mean())
+        else:
+            healed_test = utility = test_acc
+        out: dict[str, float | None] = {
+            "healed": healed, "healed_test": healed_test, "utility": utility, "score": utility * healed / 100.0,
+            "attack_success": asr, "test_accuracy": test_acc, "forget_accuracy": None, "retain_accuracy": None,
+        }
+        if forget_ids is not None:
+            train = c.train
+            f_rows = train.rows_of(forget_ids)
+            keep = torch.ones(len(train), dtype=torch.bool)
+            keep[f_rows] = False
+            out["forget_accuracy"] = accuracy(model, self.train_batcher, f_rows)
+            out["retain_accuracy"] = accuracy(model, self.train_batcher, torch.nonzero(keep).flatten())
+        return out
+
+
+def format_table(rows: dict[str, dict[str, float | None]]) -> str:
+    """A plain-text table: one row per model, one column per metric."""
+    cols = [m for m in METRIC_NAMES if any(r.get(m) is not None for r in rows.values())]
+    head = f"{'model':<16}" + "".join(f"{c:>17}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        cells = "".join(f"{r[c]:>17.2f}" if r.get(c) is not None else f"{'-':>17}" for c in cols)
+        lines.append(f"{name:<16}" + cells)
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""REM for the model a user already has: post-hoc redirection capacity for a plain classifier.
+
+Spec 4.1 step 1 appends randomly initialised capacity theta_o2 to a trained
+model.  :func:`expand` does that without touching the user's class or forward:
+every chosen ``nn.Conv2d``/``nn.Linear`` is wrapped as
+
+    layer(x) + proj(gate(branch(x)))
+
+where ``branch`` is a fresh layer of the same kind and geometry with
+``round(width * out)`` hidden units, ``gate`` a :class:`PartitionGate` with
+``p_fixed=0`` (every hidden unit is a theta_o2 unit, masked per example) and
+``proj`` a bias-free 1x1 conv / linear back to the layer's outputs.
+
+* drop mode (the default) skips the branch, so the expanded model computes
+  exactly what the original computes (theta_o1 = the original weights);
+* own/shared mode adds each example's masked share of the branch, with the
+  ids coming from :func:`partition` like for the built-in partitioned models;
+* ``proj`` is randomly initialised (PyTorch's default init), like the official
+  code's untrained channels (spec 9.1): switching theta_o2 on perturbs the
+  outputs from the first step, and every branch weight gets a gradient at once
+  (a zero ``proj`` would leave ``branch`` without gradient on the first step);
+* :func:`discard_expansion` puts the original layers back: the result is the
+  user's class with the original state_dict keys and shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .gates import PartitionGate, PartitionState, gates, share_state
+
+SUPPORTED = (nn.Conv2d, nn.Linear)
+
+
+class NotAClassifierError(ValueError):
+    """The model does not map a batch to (batch, num_classes) logits, which every method needs."""
+
+
+class ExpandedLayer(nn.Module):
+    """``layer(x) + proj(gate(branch(x)))``; ``layer`` is the user's layer, unchanged (theta_o1)."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, hidden: int, group: int):
+        super().__init__()
+        self.layer = layer
+        if isinstance(layer, nn.Conv2d):
+            self.branch: nn.Module = nn.Conv2d(layer.in_channels, hidden, layer.kernel_size, stride=layer.stride,
+                                               padding=layer.padding, dilation=layer.dilation,
+                                               padding_mode=layer.padding_mode)
+            self.proj: nn.Module = nn.Conv2d(hidden, layer.out_channels, 1, bias=False)
+            dim = 1
+        else:
+            self.branch = nn.Linear(layer.in_features, hidden)
+            self.proj = nn.Linear(hidden, layer.out_features, bias=False)
+            dim = -1  # features are last, also for (B, T, features) inputs
+        self.gate = PartitionGate(hidden, group, p_fixed=0.0, dim=dim)
+        w = layer.weight
+        for m in (self.branch, self.proj, self.gate):
+            m.to(device=w.device, dtype=w.dtype)
+        self.train(layer.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer(x)
+        st = self.gate.state
+        if st.mode == "drop" or (st.mode != "full" and st.p_mem <= 0.0):
+            return out  # theta_o2 off: exactly the original layer, and no wasted compute
+        return out + self.proj(self.gate(self.branch(x)))
+
+
+def is_expanded(model: nn.Module) -> bool:
+    return any(isinstance(m, ExpandedLayer) for m in model.modules())
+
+
+def _describe(model: nn.Module) -> str:
+    names = [f"{n} ({type(m).__name__})" for n, m in model.named_modules() if n and not list(m.children())]
+    return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+
+
+def _choose(model: nn.Module, layers: str | Iterable[str] | None) -> list[str]:
+    """Names of the layers to expand; exact types only (a subclass may not call its own forward)."""
+    found = {n: m for n, m in model.named_modules() if n}
+    if layers is None:
+        names = [n for n, m in found.items() if type(m) in SUPPORTED]
+        linears = [n for n in names if type(found[n]) is nn.Linear]
+        if linears:
+            names.remove(linears[-1])  # the classifier: the last registered Linear
+        if not names:
+            raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear layer to expand"
+                             f"{f' besides the classifier {linears[-1]!r}' if linears else ''}; its layers: "
+                             f"{_describe(model)}. Name layers explicitly with layers=[...]")
+        return names
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise ValueError("layers=[] selects nothing to expand")
+    for n in names:
+        if n not in found:
+            raise ValueError(f"{type(model).__name__} has no layer named {n!r}; its layers: {_describe(model)}")
+        if type(found[n]) not in SUPPORTED:
+            raise TypeError(f"cannot expand layer {n!r} of type {type(found[n]).__name__}: only plain nn.Conv2d "
+                            "and nn.Linear layers can carry redirection capacity")
+    return list(dict.fromkeys(names))
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+
+
+@torch.no_grad()
+def check_classifier(model: nn.Module, example_input: torch.Tensor, num_classes: int) -> None:
+    """Fail early unless ``model(example_input)`` gives (batch, num_classes) logits: REM's losses are
+    per-sample cross-entropies.  Runs once in eval mode (no BN statistics change)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(example_input)
+    except Exception as e:
+        raise NotAClassifierError(f"{type(model).__name__} failed on an input of shape "
+                                  f"{tuple(example_input.shape)}: {e}") from e
+    finally:
+        model.train(was_training)
+    batch = example_input.shape[0]
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NotAClassifierError(f"{type(model).__name__} is not a {num_classes}-class classifier: an input of "
+                                  f"shape {tuple(example_input.shape)} gave {got}, expected logits of shape "
+                                  f"({batch}, {num_classes})")
+
+
+def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = 0.2,
+           seed: int = 0, *, example_input: torch.Tensor | None = None,
+           num_classes: int | None = None) -> nn.Module:
+    """A deep copy of ``model`` with redirection capacity; ``model`` itself is never modified.
+
+    ``layers``: module names (as in ``named_modules()``) to expand; default
+    every ``nn.Conv2d``/``nn.Linear`` except the last registered ``nn.Linear``
+    (the classifier).  ``width``: hidden units per branch as a fraction of the
+    layer's outputs.  ``p_mem``: per-example keep probability of a hidden unit
+    in own/shared mode.  ``seed``: mask seed, also seeds the branch init
+    (without touching the global RNG).  With ``example_input`` and
+    ``num_classes`` the model is first checked to be a classifier.
+    """
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if not 0.0 <= p_mem <= 1.0:
+        raise ValueError(f"p_mem must be in [0, 1], got {p_mem}")
+    if gates(model):
+        raise ValueError(f"{type(model).__name__} already has partition gates; REM uses them directly")
+    if (example_input is None) != (num_classes is None):
+        raise ValueError("give both example_input and num_classes to check the model, or neither")
+    if example_input is not None:
+        check_classifier(model, example_input, int(num_classes))  # type: ignore[arg-type]
+    names = _choose(model, layers)
+    expanded = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for group, name in enumerate(names):
+            layer = expanded.get_submodule(name)
+            out = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+            _replace(expanded, name, ExpandedLayer(layer, max(1, round(width * out)), group))
+    share_state(expanded, PartitionState(p_mem=p_mem, seed=seed))
+    return expanded
+
+
+@torch.no_grad()
+def discard_expansion(expanded: nn.Module) -> nn.Module:
+    """The user's model again: original class, parameter count and state_dict keys, holding the
+    (unlearned) weights of the original layers; equal to ``expanded`` in drop mode."""
+    names = [n for n, m in expanded.named_modules() if isinstance(m, ExpandedLayer)]
+    if not names:
+        raise TypeError(f"{type(expanded).__name__} was not expanded by rem_unlearn.expand()")
+    plain = copy.deepcopy(expanded)
+    for name in names:
+        _replace(plain, name, plain.get_submodule(name).layer)
+    return plain

@@ -1,0 +1,106 @@
+"""Turn benchmark records into a report folder: CSV, markdown summary, heatmaps, index.html."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from .heatmaps import plot_heatmaps, plot_wall_time
+from .html import write_index
+from .tables import (
+    catastrophic_cells,
+    markdown_table,
+    method_label,
+    records_to_rows,
+    summary,
+    write_csv,
+)
+
+__all__ = [
+    "build_report",
+    "load_records",
+    "records_to_rows",
+    "write_csv",
+    "summary",
+    "markdown_table",
+    "catastrophic_cells",
+    "plot_heatmaps",
+    "plot_wall_time",
+    "write_index",
+]
+
+log = logging.getLogger(__name__)
+
+
+def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Read every ``*.json`` under ``results_dir/records/``.
+
+    Unreadable or foreign files (no ``schema``/``cell``) are skipped with a warning rather
+    than aborting, so one truncated write cannot block reporting on everything else.
+    """
+    records: list[dict[str, Any]] = []
+    for path in sorted((Path(results_dir) / "records").rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            log.warning("skipping unreadable record %s: %s", path, exc)
+            continue
+        if not isinstance(rec, dict) or "schema" not in rec or not isinstance(rec.get("cell"), dict):
+            log.warning("skipping %s: not a benchmark record (no schema/cell)", path)
+            continue
+        records.append(rec)
+    return records
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-") or "na"
+
+
+def _cell_text(cell: dict[str, Any]) -> str:
+    return (f"{cell.get('dataset')}/{cell.get('variant')} {cell.get('corruption')} "
+            f"seed {cell.get('seed')} rate {cell.get('discovery_rate')}")
+
+
+def build_report(
+    records: list[dict[str, Any]], out_dir: str | Path, title: str = "rem-unlearn benchmark"
+) -> dict[str, Path]:
+    """Write the full report into ``out_dir``; returns ``{file stem: path}`` of what was written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"results": write_csv(records_to_rows(records), out / "results.csv")}
+
+    groups = summary(records)
+    tables_md: dict[str, str] = {}
+    md = [f"# {title}", ""]
+    for (dataset, variant), group in groups.items():
+        heading = f"{dataset} / {variant}"
+        tables_md[heading] = markdown_table(group)
+        md += [f"## {heading}", "", tables_md[heading]]
+
+    margin = 10.0
+    md += [f"## Catastrophic cells (score < trained score − {margin:g})", ""]
+    catastrophic = catastrophic_cells(records, margin=margin)
+    for method, cells in sorted(catastrophic.items()):
+        md.append(f"- **{method_label(method)}**: {len(cells)} cell(s)")
+        md += [f"  - {_cell_text(c)}: score {c['score']:.2f} vs trained {c['trained_score']:.2f}"
+               for c in cells]
+    failed = [r for r in records if r.get("status") != "ok"]
+    md += ["", "## Failed cells", "", f"{len(failed)} failed cell(s)."]
+    md += [f"- {(r.get('cell') or {}).get('method')}: {_cell_text(r.get('cell') or {})}" for r in failed]
+    paths["summary"] = out / "summary.md"
+    paths["summary"].write_text("\n".join(md) + "\n", encoding="utf-8")
+
+    figures: list[Path] = []
+    for dataset, variant in groups:
+        for metric in ("score", "healed"):
+            stem = f"heatmap_{metric}_{_slug(dataset)}_{_slug(variant)}"
+            paths[stem] = plot_heatmaps(records, out / f"{stem}.png", metric=metric,
+                                        dataset=dataset, variant=variant)
+            figures.append(paths[stem])
+    paths["wall_time"] = plot_wall_time(records, out / "wall_time.png")
+    figures.append(paths["wall_time"])
+    paths["index"] = write_index(out, figures, tables_md, title)
+    return paths

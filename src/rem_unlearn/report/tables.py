@@ -1,0 +1,201 @@
+"""Flat rows, CSV export, mean ± SEM summaries and markdown tables of benchmark records.
+
+Records are the per-cell JSON dicts written by the benchmark (``schema``, ``status``,
+``cell``, ``metrics``, ``wall_time_s``...). Failed records are kept in the CSV so that
+nothing silently disappears, but every aggregate uses ``status == "ok"`` records only.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+#: Metrics summarised per method; ``wall_time`` comes from ``wall_time_s``.
+SUMMARY_METRICS: tuple[str, ...] = ("healed", "utility", "score", "wall_time")
+#: Metrics where a higher mean is better (bolded in tables).
+HIGHER_IS_BETTER: tuple[str, ...] = ("healed", "utility", "score")
+TRAINED = "none"
+
+Stat = tuple[float, float]  # (mean, SEM)
+
+
+def is_ok(record: Mapping[str, Any]) -> bool:
+    """Only successful records with metrics enter aggregates."""
+    return record.get("status") == "ok" and isinstance(record.get("metrics"), Mapping)
+
+
+def metric_value(record: Mapping[str, Any], name: str) -> float | None:
+    """One metric of a record; ``wall_time`` is the top-level ``wall_time_s``."""
+    if name == "wall_time":
+        value = record.get("wall_time_s")
+    else:
+        value = (record.get("metrics") or {}).get(name)
+    return None if value is None else float(value)
+
+
+def mean_sem(values: Sequence[float]) -> Stat:
+    """Mean and standard error (ddof=1 std / sqrt(n)); SEM is 0 for a single value."""
+    if not values:
+        return (math.nan, math.nan)
+    arr = np.asarray(values, dtype=float)
+    sem = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size > 1 else 0.0
+    return (float(arr.mean()), sem)
+
+
+def _error_line(error: Any) -> str:
+    """The last non-empty traceback line: enough to triage without multi-line CSV cells."""
+    if not error:
+        return ""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def records_to_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One flat dict per record (key, status, cell fields, metrics, wall time, error)."""
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        row: dict[str, Any] = {"key": rec.get("key"), "status": rec.get("status")}
+        row.update(rec.get("cell") or {})
+        row.update(rec.get("metrics") or {})
+        row["wall_time_s"] = rec.get("wall_time_s")
+        row["error"] = _error_line(rec.get("error"))
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write rows as CSV atomically, so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: dict[str, None] = {}
+    for row in rows:
+        fields.update(dict.fromkeys(row))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(fields), restval="")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def summary(
+    records: Iterable[Mapping[str, Any]], group: Sequence[str] = ("dataset", "variant")
+) -> dict[tuple[Any, ...], dict[str, dict[str, Any]]]:
+    """Per group (values of ``group`` cell fields) and method: ``{metric: (mean, sem), "n": n}``.
+
+    Pools every ok cell and seed of a method in the group, i.e. the headline number of
+    a method averaged over corruptions and discovery rates.
+    """
+    values: dict[tuple[Any, ...], dict[str, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    counts: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for rec in records:
+        if not is_ok(rec):
+            continue
+        cell = rec["cell"]
+        gkey = tuple(cell.get(g) for g in group)
+        method = cell.get("method")
+        counts[gkey][method] += 1
+        for m in SUMMARY_METRICS:
+            v = metric_value(rec, m)
+            if v is not None:
+                values[gkey][method][m].append(v)
+    out: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for gkey in sorted(counts, key=lambda k: tuple(str(x) for x in k)):
+        out[gkey] = {
+            method: {**{m: mean_sem(values[gkey][method][m]) for m in SUMMARY_METRICS}, "n": n}
+            for method, n in counts[gkey].items()
+        }
+    return out
+
+
+def method_label(method: str) -> str:
+    """Display name; the trained (not unlearned) reference is spelled out."""
+    return "Trained (none)" if method == TRAINED else method
+
+
+def _fmt(stat: Stat) -> str:
+    mean, sem = stat
+    return "–" if math.isnan(mean) else f"{mean:.2f} ± {sem:.2f}"
+
+
+def markdown_table(group_summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """Pipe table of one group's summary, methods by mean score (descending).
+
+    The best mean of healed/utility/score is bold (ties compared at display precision).
+    The trained reference row does not compete for bold: it is a baseline, not a method.
+    """
+    def score_key(item: tuple[str, Mapping[str, Any]]) -> float:
+        mean = item[1]["score"][0]
+        return -math.inf if math.isnan(mean) else mean
+
+    items = sorted(group_summary.items(), key=score_key, reverse=True)
+    best: dict[str, float] = {}
+    for m in HIGHER_IS_BETTER:
+        means = [round(s[m][0], 2) for meth, s in items if meth != TRAINED and not math.isnan(s[m][0])]
+        if means:
+            best[m] = max(means)
+    lines = [
+        "| Method | Healed | Utility | Score | Wall time (s) | n |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, stats in items:
+        cells = [method_label(method)]
+        for m in SUMMARY_METRICS:
+            text = _fmt(stats[m])
+            if method != TRAINED and m in best and round(stats[m][0], 2) == best[m]:
+                text = f"**{text}**"
+            cells.append(text)
+        cells.append(str(stats["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def catastrophic_cells(
+    records: Iterable[Mapping[str, Any]], margin: float = 10.0
+) -> dict[str, list[dict[str, Any]]]:
+    """Per unlearning method, the ok cells scoring more than ``margin`` below the trained model.
+
+    The reference is the mean score of the ``none`` records with the same (dataset, variant,
+    corruption, seed): unlearning that ends up worse than not unlearning at all is the
+    failure mode this flags. Cells without a trained reference are not judged. Each entry is
+    the cell dict plus ``score`` and ``trained_score``.
+    """
+    recs = [r for r in records if is_ok(r)]
+
+    def ref_key(cell: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(cell.get(k) for k in ("dataset", "variant", "corruption", "seed"))
+
+    trained: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    for r in recs:
+        if r["cell"].get("method") == TRAINED and metric_value(r, "score") is not None:
+            trained[ref_key(r["cell"])].append(metric_value(r, "score"))  # type: ignore[arg-type]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        cell = r["cell"]
+        method = cell.get("method")
+        if method == TRAINED:
+            continue
+        hits = out.setdefault(method, [])
+        score = metric_value(r, "score")
+        ref = trained.get(ref_key(cell))
+        if score is None or not ref:
+            continue
+        ref_score = float(np.mean(ref))
+        if score < ref_score - margin:
+            hits.append({**cell, "score": score, "trained_score": ref_score})
+    return out

@@ -1,0 +1,247 @@
+"""The one training loop: batching, mixed precision, optimiser/schedule, NaN guard.
+
+Pre-training and every unlearning method build on :class:`Batcher` (uint8
+images on the device -> augmented, normalised, triggered float batches) and
+:class:`Trainer` (one optimiser step with autocast and a finite-loss check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .config import OptimConfig, RuntimeConfig, TrainConfig
+from .data.augment import augment as augment_images
+from .data.augment import max_normalized_value, normalize, stamp_trigger
+from .data.base import ImageDataset
+from .models.gates import gates, partition
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/inf; the caller's model is left untouched (methods work on copies)."""
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
+        cfg = cfg or RuntimeConfig()
+        cfg.validate()
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("runtime.device=cuda but no CUDA device is available; use auto or cpu")
+        device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                              ("cpu" if cfg.device == "auto" else cfg.device))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        dtype = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
+        if dtype is torch.float16 and device.type == "cpu":
+            dtype = torch.bfloat16
+        # channels_last pays off on CPU (about 2x with bf16, see benchmarks/throughput.py); on CUDA cuDNN picks.
+        return cls(device, dtype, cfg.channels_last and device.type == "cpu", cfg.progress)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def quiet() -> bool:
+    return os.environ.get("REM_UNLEARN_QUIET", "") not in ("", "0")
+
+
+class Batcher:
+    """Ready model inputs from an :class:`ImageDataset` held on the device."""
+
+    def __init__(self, data: ImageDataset, runtime: Runtime, *, augment: bool = False, crop_padding: int = 2,
+                 patch_size: int = 3, seed: int = 0):
+        self.data, self.runtime = data, runtime
+        dev = runtime.device
+        self.images = data.images.to(dev)
+        self.labels = data.labels.to(dev)
+        self.ids = data.ids.to(dev)
+        self.triggered = data.triggered.to(dev)
+        self.mean = torch.tensor(data.mean, device=dev)
+        self.std = torch.tensor(data.std, device=dev)
+        self.trigger_value = max_normalized_value(data.mean, data.std)
+        self.augment, self.crop_padding, self.patch_size = augment, crop_padding, patch_size
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def batch(self, rows: torch.Tensor, *, augment: bool | None = None,
+              triggered: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = rows.to(self.runtime.device)
+        imgs = self.images[rows]
+        if self.augment if augment is None else augment:
+            imgs = augment_images(imgs, self.generator, pad=self.crop_padding, flip=self.data.flip)
+        x = normalize(imgs, self.mean, self.std)
+        trig = self.triggered[rows] if triggered is None else triggered.to(x.device)
+        if bool(trig.any()):
+            x = stamp_trigger(x, trig, self.patch_size, self.trigger_value)
+        if self.runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[rows], self.ids[rows]
+
+    def epoch(self, rows: torch.Tensor, batch_size: int, *, shuffle: bool = True,
+              augment: bool | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        if shuffle:
+            rows = rows[torch.randperm(len(rows), generator=self.generator)]
+        for start in range(0, len(rows), batch_size):
+            yield self.batch(rows[start:start + batch_size], augment=augment)
+
+
+def make_optimizer(params, cfg: OptimConfig, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=False)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "constant":
+        factor: Callable[[int], float] = lambda step: 1.0
+    else:
+        warm = max(1, int(cfg.warmup_fraction * total_steps))
+        horizon = cfg.decay_horizon * total_steps
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return max(0.0, 1.0 - (step - warm) / max(1.0, horizon - warm))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Trainer:
+    """One optimiser step at a time, with the finite-loss guard every method needs."""
+
+    def __init__(self, model: nn.Module, cfg: OptimConfig, total_steps: int, runtime: Runtime,
+                 params=None, what: str = "training", grad_masks: dict[nn.Parameter, torch.Tensor] | None = None):
+        """``grad_masks`` maps parameters to boolean masks: only the True entries are ever updated.
+
+        Their gradients are masked before the update and the other entries are
+        restored afterwards, so weight decay and momentum cannot move them either.
+        """
+        self.model, self.runtime, self.what = model, runtime, what
+        self.optimizer, self.scheduler = make_optimizer(params if params is not None else model.parameters(),
+                                                        cfg, total_steps)
+        self.scaler = torch.amp.GradScaler(enabled=runtime.autocast_dtype is torch.float16)
+        self.steps = 0
+        self.grad_masks: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        for p, mask in (grad_masks or {}).items():
+            if mask.shape != p.shape:
+                raise ValueError(f"grad mask of shape {tuple(mask.shape)} for a parameter of shape {tuple(p.shape)}")
+            mask = mask.to(device=p.device, dtype=torch.bool)
+            self.grad_masks.append((p, mask, p.detach().clone()))
+
+    def step(self, loss: torch.Tensor, count: bool = True) -> float:
+        """Backward and update; ``count=False`` keeps the step out of the budget (REM's flush)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"{self.what}: loss became {value} at step {self.steps}; lower the learning rate "
+                                     "or use runtime.precision=fp32. The input model was not modified.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for p, mask, _ in self.grad_masks:
+            if p.grad is not None:
+                p.grad.mul_(mask)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.grad_masks:
+            with torch.no_grad():
+                for p, mask, frozen in self.grad_masks:
+                    p.copy_(torch.where(mask, p, frozen))
+        self.scheduler.step()
+        self.steps += int(count)
+        return value
+
+
+def progress(iterable, total: int | None, desc: str, runtime: Runtime):
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not runtime.progress or quiet(),
+                dynamic_ncols=True)
+
+
+def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime: Runtime, *,
+                patch_size: int = 3, desc: str = "train", max_steps: int | None = None) -> list[dict]:
+    """Pre-train ``model`` on ``train`` (all rows) with per-example masks; returns the loss history.
+
+    The last epoch's model is kept: the official code picks the best *test*
+    accuracy, which would peek at the test set.  ``max_steps`` caps the
+    optimiser steps (the schedule then spans ``max_steps``).
+    """
+    torch.manual_seed(cfg.seed)
+    batcher = Batcher(train, runtime, augment=cfg.augment, crop_padding=cfg.crop_padding,
+                      patch_size=patch_size, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(train) / cfg.optim.batch_size)
+    total = steps_per_epoch * cfg.epochs if max_steps is None else min(max_steps, steps_per_epoch * cfg.epochs)
+    trainer = Trainer(model, cfg.optim, total, runtime, what=desc)
+    rows = torch.arange(len(train))
+    history = []
+    model.train()
+    bar = progress(range(cfg.epochs), cfg.epochs, desc, runtime)
+    for epoch in bar:
+        loss_sum, count = 0.0, 0
+        for x, y, ids in batcher.epoch(rows, cfg.optim.batch_size):
+            if trainer.steps >= total:
+                break
+            with runtime.autocast(), maybe_partition(model, "own", ids, None):
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss_sum += trainer.step(loss) * len(y)
+            count += len(y)
+        if count:
+            history.append({"epoch": epoch + 1, "loss": loss_sum / count})
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}")
+        if trainer.steps >= total:
+            break
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str = "drop",
+            triggered: torch.Tensor | None = None, shared_ids: torch.Tensor | None = None,
+            batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes on non-augmented images (``triggered`` overrides the stored trigger flags)."""
+    was_training = model.training
+    model.eval()
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    out = []
+    for start in range(0, len(rows), batch_size):
+        r = rows[start:start + batch_size]
+        trig = None if triggered is None else triggered[start:start + batch_size]
+        x, _, ids = batcher.batch(r, augment=False, triggered=trig)
+        with batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
+            out.append(model(x).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def maybe_partition(model: nn.Module, mode: str, ids: torch.Tensor, shared_ids: torch.Tensor | None):
+    """The partition context, or nothing for a model without gates (e.g. an exported one)."""
+    if not gates(model):
+        return contextlib.nullcontext()
+    return partition(model, mode, ids=ids, shared_ids=shared_ids)
+
+
+def accuracy(model: nn.Module, batcher: Batcher, rows: torch.Tensor, labels: torch.Tensor | None = None,
+             **kw) -> float:
+    """Accuracy in percent on ``rows`` against ``labels`` (default: the stored labels)."""
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    if len(rows) == 0:
+        return float("nan")
+    pred = predict(model, batcher, rows, **kw)
+    target = batcher.data.labels[rows] if labels is None else labels
+    return 100.0 * float((pred == target.cpu()).float().mean())

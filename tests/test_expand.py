@@ -1,0 +1,200 @@
+"""Tests for post-hoc expansion: REM on a plain classifier the user already has."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rem_unlearn.api import unlearn
+from rem_unlearn.config import ModelConfig
+from rem_unlearn.data.base import ImageDataset
+from rem_unlearn.models import ResNet18, SmallCNN, build_model, discard, gates, partition, partition_state
+from rem_unlearn.models.expand import (ExpandedLayer, NotAClassifierError, check_classifier, discard_expansion,
+                                       expand)
+
+CLASSES = 4
+
+
+def smallcnn() -> nn.Module:
+    torch.manual_seed(0)
+    return SmallCNN(CLASSES, in_channels=1, width=0.25).eval()
+
+
+def resnet18() -> nn.Module:
+    torch.manual_seed(0)
+    return ResNet18(CLASSES, in_channels=1, width=0.125).eval()
+
+
+def sequential() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 12 * 12, 16),
+                         nn.ReLU(), nn.Linear(16, CLASSES)).eval()
+
+
+MODELS = {"smallcnn": smallcnn, "resnet18": resnet18, "sequential": sequential}
+
+
+def inputs(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 1, 12, 12, generator=g), torch.arange(100, 100 + n)
+
+
+def toy_set(n: int = 96) -> ImageDataset:
+    g = torch.Generator().manual_seed(2)
+    return ImageDataset("toy", torch.randint(0, 256, (n, 1, 12, 12), dtype=torch.uint8, generator=g),
+                        torch.randint(0, CLASSES, (n,), generator=g), torch.arange(n), CLASSES, (0.5,), (0.25,))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_capacity_off_equals_original(name: str) -> None:
+    model = MODELS[name]()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    big = expand(model)
+    x, _ = inputs()
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.allclose(big(x), ref, atol=1e-6, rtol=0)  # default mode is drop
+        with partition(big, "drop"):
+            assert torch.allclose(big(x), ref, atol=1e-6, rtol=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # input untouched
+    assert not gates(model) and type(big) is type(model)
+    assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in model.parameters())
+
+
+def test_default_layers_skip_the_classifier() -> None:
+    big = expand(sequential())
+    assert isinstance(big[0], ExpandedLayer) and isinstance(big[3], ExpandedLayer)
+    assert type(big[5]) is nn.Linear
+    assert partition_state(big).p_mem == 0.2
+    assert all(g.n_fix == 0 for g in gates(big))
+    assert big[0].gate.size == 2 and big[3].gate.size == 8  # width 0.5 of 4 and 16 outputs
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_own_mode_is_per_example(name: str) -> None:
+    big = expand(MODELS[name](), width=1.0)
+    x, ids = inputs()
+    x = x[:1].expand(len(ids), -1, -1, -1).contiguous()  # one image under different ids
+    with torch.no_grad():
+        drop = big(x)
+        with partition(big, "own", ids=ids):
+            own = big(x)
+        with partition(big, "own", ids=ids.flip(0)):
+            flipped = big(x.flip(0))
+    assert not torch.allclose(own, drop, atol=1e-4)
+    assert not torch.allclose(own[0], own[1], atol=1e-4)  # the mask depends on the id
+    assert torch.allclose(flipped.flip(0), own, atol=1e-5)  # ... and not on the batch position
+
+
+def test_shared_mode_and_plain_calls() -> None:
+    big = expand(smallcnn(), width=1.0)
+    x, ids = inputs(4)
+    x = x[:1].expand(4, -1, -1, -1).contiguous()
+    big.train()  # a plain call in training mode carries ids into the gates...
+    with partition(big, "shared", ids=ids, shared_ids=ids[:2]):
+        out = big(x)
+        out.sum().backward()
+    assert torch.allclose(out[0], out[1], atol=1e-5) and not torch.allclose(out[2], out[3], atol=1e-4)
+    layer = big.features[0][0]
+    assert layer.branch.weight.grad is not None and layer.branch.weight.grad.abs().sum() > 0
+    big.zero_grad(set_to_none=True)
+    big(x).sum().backward()  # drop mode: theta_o2 gets no gradient
+    assert layer.branch.weight.grad is None and layer.layer.weight.grad is not None
+    big.eval()
+    with torch.no_grad():  # ... and so does no-grad evaluation
+        with partition(big, "own", ids=ids):
+            own = big(x)
+        assert not torch.allclose(own, big(x), atol=1e-4)
+    with pytest.raises(RuntimeError, match="ids"):
+        with partition(big, "own"):
+            big(x)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_discard_restores_the_original(name: str) -> None:
+    model = MODELS[name]()
+    big = expand(model)
+    with torch.no_grad():  # pretend unlearning changed both theta_o1 and theta_o2
+        for m in big.modules():
+            if isinstance(m, ExpandedLayer):
+                for p in m.parameters():
+                    p.add_(0.05 * torch.randn_like(p))
+    small = discard(big)
+    assert type(small) is type(model)
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in model.parameters())
+    assert not gates(small)
+    x, _ = inputs()
+    with torch.no_grad():
+        assert torch.allclose(small(x), big(x), atol=1e-6, rtol=0)
+        assert not torch.allclose(small(x), model(x), atol=1e-4)
+    assert is_plain(discard_expansion(big))
+    with pytest.raises(TypeError, match="not expanded"):
+        discard_expansion(model)
+
+
+def is_plain(m: nn.Module) -> bool:
+    return not any(isinstance(x, ExpandedLayer) for x in m.modules())
+
+
+def test_rem_through_the_api() -> None:
+    model = smallcnn()
+    data = toy_set()
+    forget = torch.arange(8)
+    big = expand(model, example_input=inputs()[0], num_classes=CLASSES)
+    res = unlearn(big, data, forget, "rem", epochs=1, max_flush_epochs=2, select_best=False,
+                  optim={"batch_size": 64}, runtime={"progress": False, "device": "cpu", "precision": "fp32"})
+    assert [h["event"] for h in res.history].count("round") == 1 and is_expanded_model(res.model)
+    small = res.discard()
+    assert type(small) is SmallCNN and small.state_dict().keys() == model.state_dict().keys()
+    assert not torch.equal(small.fc.weight, model.fc.weight)  # REM trained theta_o1 ...
+    branch = res.model.features[0][0].branch.weight
+    assert not torch.equal(branch, big.features[0][0].branch.weight)  # ... and the redirection capacity
+    assert partition_state(big).p_mem == 0.2 and partition_state(big).mode == "drop"
+
+
+def is_expanded_model(m: nn.Module) -> bool:
+    return not is_plain(m)
+
+
+class WithLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(12, 8, batch_first=True)
+        self.fc = nn.Linear(8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x.flatten(1, 2))[0][:, -1])
+
+
+def test_unsupported_layers_are_named() -> None:
+    with pytest.raises(TypeError, match=r"'rnn'.*LSTM"):
+        expand(WithLSTM(), layers=["rnn"])
+    with pytest.raises(ValueError, match=r"no nn.Conv2d or nn.Linear.*'fc'.*rnn \(LSTM\)"):
+        expand(WithLSTM())
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        expand(sequential(), layers="nope")
+    with pytest.raises(ValueError, match="already has partition gates"):
+        expand(expand(sequential()))
+    big = expand(WithLSTM(), layers="fc")  # the classifier may be named explicitly
+    assert isinstance(big.fc, ExpandedLayer)
+
+
+def test_non_classifier_fails_clearly() -> None:
+    features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    x, _ = inputs(2)
+    with pytest.raises(NotAClassifierError, match=r"gave \(2, 4, 8, 8\), expected logits of shape \(2, 4\)"):
+        expand(features, example_input=x, num_classes=CLASSES)
+    with pytest.raises(NotAClassifierError, match="failed on an input"):
+        check_classifier(sequential(), torch.randn(2, 3, 12, 12), CLASSES)
+    with pytest.raises(NotAClassifierError, match="expected logits"):
+        unlearn(expand(features), toy_set(), torch.arange(4), "rem", epochs=1, runtime={"progress": False})
+
+
+def test_build_model_plain_archs() -> None:
+    for arch, cls in (("resnet18", ResNet18), ("smallcnn", SmallCNN)):
+        m = build_model(ModelConfig(arch=arch, width=0.125), 1, CLASSES, 12)
+        assert type(m) is cls and not gates(m) and m.arch["width"] == 0.125
+        assert m(torch.randn(2, 1, 12, 12)).shape == (2, CLASSES)
+        assert type(cls(**m.arch)) is cls
