@@ -59,7 +59,7 @@ def forget_rows(train: ImageDataset, forget_ids) -> torch.Tensor:
 
 def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
             runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
-            oracle_ids=None, patch_size: int = 3, **overrides) -> UnlearnResult:
+            oracle_ids=None, patch_size: int = 3, on_epoch=None, **overrides) -> UnlearnResult:
     """Unlearn ``forget_ids`` from ``model``; the input model is never modified.
 
     ``overrides`` are fields of the method's config (e.g. ``epochs=5``,
@@ -80,7 +80,8 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     working = runtime.prepare(copy.deepcopy(model))
     ctx = UnlearnContext(working, train_set, rows, torch.nonzero(keep).flatten(), runtime, config,
                          patch_size=patch_size, pretrain=pretrain,
-                         oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long())
+                         oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
+                         on_epoch=on_epoch)
     x, _, _ = ctx.eval_batcher.batch(ctx.all_rows[:2], augment=False)
     check_classifier(working, x, train_set.num_classes)  # a clear error before any training
     torch.manual_seed(config.seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -66,6 +66,7 @@ class UnlearnContext:
     patch_size: int = 3
     pretrain: TrainConfig | None = None  # the recipe of the trained model (Retrain uses it)
     oracle_ids: torch.Tensor | None = None  # all corrupted ids; only REM-IDEAL may read them
+    on_epoch: Callable[[nn.Module, str], None] | None = None  # observer (diagnostics), never used for selection
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -91,11 +92,20 @@ class UnlearnContext:
         return Trainer(model or self.model, optim or self.config.optim, total_steps or self.budget, self.runtime,
                        params=params, what=what, grad_masks=grad_masks)
 
+    def batches(self, rows: torch.Tensor, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Endless shuffled, augmented batches over ``rows``, epoch after epoch."""
+        while True:
+            yield from self.batcher.epoch(rows, batch_size or self.config.optim.batch_size)
+
     def forget_accuracy(self, model: nn.Module) -> float:
         return accuracy(model, self.eval_batcher, self.forget_rows) / 100.0
 
     def log(self, **row) -> None:
         self.history.append(row)
+
+    def observe(self, model: nn.Module, label: str) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(model, label)
 
     def fresh_model(self) -> nn.Module:
         """A re-initialised model of the same architecture (for Retrain and the random Bad Teacher)."""

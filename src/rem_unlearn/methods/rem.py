@@ -34,6 +34,7 @@ class REMConfig(UnlearnConfig):
     beta: float = 1.0
     p_mem: float = 0.2  # keep-probability of a theta_o2 unit when the model has p_mem 0
     max_flush_epochs: int = 100
+    round_steps: int | None = None  # repair steps per round (None: one pass over D_tr, as in the paper)
     num_shared_masks: int = 1
     flush: bool = True  # step 2 before every repair epoch
     redirect: bool = True  # step 3.1; False = "no step 3.1" (REMGEN: step 3 in drop mode)
@@ -73,19 +74,21 @@ class REM(Method):
         else:
             routed = ctx.forget_ids.to(rt.device)
         reference = copy.deepcopy(model).eval().requires_grad_(False)
+        ctx.observe(model, "start")
         trainer = ctx.trainer(what="REM")
         flush_trainer_steps = 0
-        batch = cfg.optim.batch_size
-        rounds = -(-ctx.budget // ctx.steps_per_epoch)
+        round_steps = cfg.round_steps or ctx.steps_per_epoch
+        batches = ctx.batches(ctx.all_rows)
+        rounds = -(-ctx.budget // round_steps)
         for rnd in range(1, rounds + 1):
             if cfg.flush:
                 flush_trainer_steps += self.flush(ctx, model, reference, trainer)
             model.train()
-            for x, y, ids in ctx.batcher.epoch(ctx.all_rows, batch):
-                if trainer.steps >= ctx.budget:
-                    break
+            for _ in range(min(round_steps, ctx.budget - trainer.steps)):
+                x, y, ids = next(batches)
                 trainer.step(self.repair_loss(model, reference, x, y, ids, routed, rt))
             ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_trainer_steps)
+            ctx.observe(model, f"round {rnd}")
             selector.consider(model, f"round {rnd}")
             if trainer.steps >= ctx.budget:
                 break

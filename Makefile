@@ -1,0 +1,18 @@
+# The two set-up commands of the README. Both install what they need first.
+.PHONY: setup bench test quick smoke
+
+setup:
+	bash scripts/setup.sh
+
+# The main job: the benchmark on the embedded default (Fashion-MNIST), then the report.
+bench: setup
+	.venv/bin/rem-unlearn bench --preset default
+
+test: setup
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+
+quick: setup
+	.venv/bin/rem-unlearn bench --preset quick
+
+smoke: setup
+	.venv/bin/rem-unlearn bench --preset smoke
