@@ -102,7 +102,9 @@ def test_selector_returns_a_copy_of_the_original_when_nothing_beats_it(toy):
     rows = torch.arange(24)
     ctx = UnlearnContext(model, toy, rows, torch.arange(24, len(toy)), Runtime.from_config(), REMConfig())
     selector = ProxySelector(ctx, model)
-    worse = ResNet9(4, 1, width=0.125)  # untrained: keeps nothing
+    worse = __import__("copy").deepcopy(model)
+    with torch.no_grad():
+        worse.fc.weight.neg_()  # ranks the classes backwards: keeps (almost) nothing
     selector.consider(worse, "round 1")
     best = selector.result(worse)
     assert selector.best_label == "start" and best is not model

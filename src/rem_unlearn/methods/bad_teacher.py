@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import distill_kl, finish, frozen_copy, naive_optim, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import distill_kl, finish, frozen_copy, naive_optim, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -42,7 +42,7 @@ class BadTeacher(Method):
         good = frozen_copy(model)
         bad = frozen_copy(ctx.fresh_model())
         forget_ids = ctx.forget_ids.to(ctx.runtime.device)
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="bad teacher")
 
         def loss(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..config import OptimConfig
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import NORM_LAYERS, ce_loss, finish, last_layers, naive_optim, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import NORM_LAYERS, ce_loss, finish, last_layers, naive_optim, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -47,7 +47,7 @@ class CatastrophicForgettingK(Method):
         if self.reinit:
             self.prepare(ctx, model, names)
         # The bar is the model training starts from (for EU-k: the re-initialised one).
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainable = {id(p) for p in params}
         frozen = [m for n, m in modules.items() if isinstance(m, NORM_LAYERS) and n not in names]
         saved = {p: p.requires_grad for p in model.parameters()}

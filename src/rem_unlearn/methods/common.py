@@ -62,7 +62,7 @@ def train_epochs(ctx: UnlearnContext, model: nn.Module, rows: torch.Tensor, loss
     Stops when the trainer has made ``max_steps`` (default: the budget) counted
     steps, after ``max_epochs`` epochs, or -- with ``until_forgotten`` -- after
     the first epoch that leaves the forget accuracy at or below gamma.  After
-    every epoch the selector (if any) considers the model.
+    every epoch the selector (if any) considers the model, after the observer saw it.
     """
     max_steps = ctx.budget if max_steps is None else max_steps
     frozen = list(frozen)
@@ -81,6 +81,7 @@ def train_epochs(ctx: UnlearnContext, model: nn.Module, rows: torch.Tensor, loss
         ctx.log(event=label, epoch=epoch, steps=trainer.steps)
         removing = None
         if selector is not None:
+            ctx.observe(model, f"{label} {epoch}")
             selector.consider(model, f"{label} {epoch}")
             removing = selector.last_removing
         if until_forgotten:
@@ -89,6 +90,13 @@ def train_epochs(ctx: UnlearnContext, model: nn.Module, rows: torch.Tensor, loss
                 break
     model.eval()
     return epoch
+
+
+def start_selection(ctx: UnlearnContext, model: nn.Module) -> ProxySelector:
+    """The proxy selector with ``model`` as the bar; the observer sees it as "start"."""
+    selector = ProxySelector(ctx, model)
+    ctx.observe(model, "start")
+    return selector
 
 
 def finish(ctx: UnlearnContext, selector: ProxySelector, model: nn.Module) -> nn.Module:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..config import OptimConfig
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import ce_loss, finish, naive_optim, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import ce_loss, finish, naive_optim, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -29,7 +29,7 @@ class Finetune(Method):
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
         model = ctx.model
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="finetune")
         train_epochs(ctx, model, ctx.retain_rows, ce_loss(model), trainer, selector=selector)
         return finish(ctx, selector, model)

@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import finish, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import finish, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -39,7 +39,7 @@ class GradientAscent(Method):
     def run(self, ctx: UnlearnContext) -> nn.Module:
         cfg: GAConfig = self.config  # type: ignore[assignment]
         model = ctx.model
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="gradient ascent")
         train_epochs(ctx, model, ctx.forget_rows, lambda x, y, ids: -F.cross_entropy(model(x).float(), y), trainer,
                      selector=selector, max_epochs=cfg.max_epochs, until_forgotten=True)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
-from .common import finish, frozen_copy, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
+from .common import finish, frozen_copy, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -43,7 +43,7 @@ class NPO(Method):
         cfg: NPOConfig = self.config  # type: ignore[assignment]
         model = ctx.model
         reference = frozen_copy(model)
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="NPO")
         max_epochs = cfg.max_epochs or max(1, round(ctx.budget / ctx.steps_per_epoch))
 

@@ -128,12 +128,17 @@ class REM(Method):
             if not cfg.redirect:
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
             total = fit.sum()
-            if cfg.repair_removal and bool(in_forget.any()):
-                xf, yf = x[in_forget], y[in_forget]
+            n_forget = int(in_forget.sum())
+            if cfg.repair_removal and n_forget:
+                # Drop-mode pass on the D_f rows only; with a single row, BatchNorm in train mode may have
+                # one value per channel, so fall back to the whole batch and mask.
+                rows = in_forget if n_forget > 1 else torch.ones_like(in_forget)
+                xf, yf = x[rows], y[rows]
                 with torch.no_grad():
                     ce_ref_f = per_sample_ce(reference(xf), yf)  # drop mode: theta_o1 of the trained model
-                ce_f = per_sample_ce(model(xf), yf)  # drop mode, only the D_f rows of the batch
-                total = total + self.removal_loss(ce_f, ce_ref_f).sum()
+                ce_f = per_sample_ce(model(xf), yf)
+                removal = self.removal_loss(ce_f, ce_ref_f)
+                total = total + (removal if n_forget > 1 else removal * in_forget).sum()
         return total / len(y)
 
 

@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import active_entries, ce_objective, finish, importances, naive_optim, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import active_entries, ce_objective, finish, importances, naive_optim, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -87,7 +87,7 @@ class SalUn(Method):
         model = ctx.model
         masks = saliency_masks(ctx, model, cfg.density)
         forget_ids, new_labels = random_relabel(ctx, cfg.seed + 104729)
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         params = dict(model.named_parameters())
         trainer = ctx.trainer(what="SalUn", grad_masks={params[n]: m for n, m in masks.items()})
 

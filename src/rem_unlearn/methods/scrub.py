@@ -21,8 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
-from .common import distill_kl, finish, frozen_copy, naive_optim, train_epochs
+from .base import Method, UnlearnConfig, UnlearnContext
+from .common import distill_kl, finish, frozen_copy, naive_optim, start_selection, train_epochs
 from .registry import register_method
 
 
@@ -51,7 +51,7 @@ class SCRUB(Method):
         cfg: SCRUBConfig = self.config  # type: ignore[assignment]
         model = ctx.model
         teacher = frozen_copy(model)
-        selector = ProxySelector(ctx, model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="SCRUB")
         msteps = cfg.msteps if cfg.msteps is not None else int(round(cfg.max_fraction * ctx.budget))
 
@@ -70,6 +70,7 @@ class SCRUB(Method):
                              max_epochs=1, label="max")
             train_epochs(ctx, model, ctx.retain_rows, lambda x, y, ids: objective(x, y), trainer,
                          max_epochs=1, label="min")
+            ctx.observe(model, f"round {rnd}")
             selector.consider(model, f"round {rnd}")
             if trainer.steps == before:  # nothing left to train on
                 break
