@@ -143,8 +143,10 @@ def test_rem_through_the_api() -> None:
     data = toy_set()
     forget = torch.arange(8)
     big = expand(model, example_input=inputs()[0], num_classes=CLASSES)
+    # channels_last off: torch 2.13's CPU conv crashes on channels_last batches of varying small sizes
+    runtime = {"progress": False, "device": "cpu", "precision": "fp32", "channels_last": False}
     res = unlearn(big, data, forget, "rem", epochs=1, max_flush_epochs=2, select_best=False,
-                  optim={"batch_size": 64}, runtime={"progress": False, "device": "cpu", "precision": "fp32"})
+                  optim={"batch_size": 64}, runtime=runtime)
     assert [h["event"] for h in res.history].count("round") == 1 and is_expanded_model(res.model)
     small = res.discard()
     assert type(small) is SmallCNN and small.state_dict().keys() == model.state_dict().keys()

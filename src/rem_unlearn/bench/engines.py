@@ -1,0 +1,182 @@
+"""Where cells run: in this process, in a local process pool, or on Ray.
+
+An engine has ``run(cells)``, a generator yielding one record per cell as
+each completes (in completion order); the driver writes the records.  The
+same cell gives the same metrics on every engine when the torch thread count
+is the same (pass ``threads``): every cell seeds its own randomness.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Iterable, Iterator
+
+import torch
+
+from . import runner
+from .grid import Cell, cell_key
+
+
+class EngineUnavailableError(ImportError):
+    """An engine whose optional dependency is not installed."""
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def _init_worker(threads: int | None) -> None:
+    _set_threads(threads)
+
+
+def _pool_cell(cell: Cell, key: str) -> dict[str, Any]:
+    return runner.run_cell(cell, key)
+
+
+class LocalEngine:
+    """``workers=1``: cells one after another in this process (fastest on a few cores).
+
+    ``workers>1``: a pool of spawned processes with ``cores // workers`` torch
+    threads each, so workers x threads never exceeds the cores.
+    """
+
+    def __init__(self, workers: int = 1, threads: int | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = int(workers)
+        self.threads = threads if threads else (None if self.workers == 1 else max(1, _cores() // self.workers))
+
+    def describe(self) -> str:
+        threads = self.threads or torch.get_num_threads()
+        return f"local engine, {self.workers} worker(s) x {threads} thread(s)"
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
+        cells = list(cells)
+        if not cells:
+            return
+        if self.workers == 1:
+            yield from self._serial(cells)
+        else:
+            yield from self._pool(cells)
+
+    def _serial(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+        before = torch.get_num_threads()
+        _set_threads(self.threads)
+        try:
+            for cell in cells:
+                yield runner.run_cell(cell)
+        finally:
+            torch.set_num_threads(before)
+
+    def _pool(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(cells)),
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.threads,))
+        futures = {pool.submit(_pool_cell, cell, cell_key(cell)): cell for cell in cells}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    record = fut.result()
+                except Exception:  # a worker died (e.g. killed for memory) or the cell could not be sent
+                    record = runner.failed_record(futures[fut], "worker process failed:\n" + traceback.format_exc())
+                yield record
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise EngineUnavailableError("the ray engine needs Ray, which is not installed: "
+                                     "pip install 'rem-unlearn[ray]'") from exc
+    return ray
+
+
+def _ray_cell(cell: Cell, key: str, threads: int | None) -> dict[str, Any]:
+    _set_threads(threads)
+    from rem_unlearn.bench import runner as worker_runner
+
+    return worker_runner.run_cell(cell, key)
+
+
+class RayEngine:
+    """One Ray task per cell; records come back to the driver, which writes them.
+
+    ``address=None`` starts a local Ray instance (``num_cpus`` = the cores, or
+    ``workers x threads``) unless Ray is already initialised in this process;
+    ``address="auto"`` or ``"ray://host:10001"`` joins a cluster, whose nodes
+    must see ``runtime.cache_dir`` (a shared filesystem) to reuse the models
+    pre-trained by the driver.  Each task reserves ``threads`` CPUs (default:
+    ``cores // workers`` when ``workers`` is given, else 1) and one GPU when
+    the cells run on ``cuda`` (override with ``num_gpus``).
+    """
+
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None,
+                 num_gpus: float | None = None):
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.address = address or None
+        self.workers = workers
+        self.threads = threads if threads else (max(1, _cores() // workers) if workers else 1)
+        self.num_gpus = num_gpus
+
+    def describe(self) -> str:
+        where = self.address or "a local Ray instance"
+        return f"ray engine on {where}, {self.threads} thread(s) per cell"
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
+        cells = list(cells)
+        if not cells:
+            return
+        ray = import_ray()
+        started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                cpus = self.workers * self.threads if self.workers else _cores()
+                ray.init(num_cpus=max(cpus, self.threads), **kwargs)
+            started = True
+        gpus = self.num_gpus
+        if gpus is None:
+            gpus = 1 if any(c.experiment.runtime.device == "cuda" for c in cells) else 0
+        task = ray.remote(num_cpus=self.threads, num_gpus=gpus, max_retries=0)(_ray_cell)
+        refs = {task.remote(cell, cell_key(cell), self.threads): cell for cell in cells}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    try:
+                        record = ray.get(ref)
+                    except Exception:  # the task or its worker died
+                        record = runner.failed_record(refs[ref], "ray task failed:\n" + traceback.format_exc())
+                    yield record
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+
+def make_engine(engine: Any = "local", workers: int | None = None, ray_address: str | None = None,
+                threads: int | None = None):
+    """An engine object from its name (``"local"``/``"ray"``); an object with ``run`` is returned as is."""
+    if hasattr(engine, "run"):
+        return engine
+    if engine == "local":
+        return LocalEngine(workers or 1, threads=threads)
+    if engine == "ray":
+        import_ray()  # fail before any work when Ray is missing
+        return RayEngine(ray_address, workers=workers, threads=threads)
+    raise ValueError(f"unknown engine {engine!r}; choose local or ray")

@@ -1,0 +1,304 @@
+"""The benchmark grid: which methods run on which (dataset, variant, corruption, seed, discovery rate).
+
+A :class:`GridConfig` names an experiment preset (plus nested overrides) and
+the axes of the sweep; :func:`expand` turns it into :class:`Cell` objects,
+each carrying its fully resolved :class:`ExperimentConfig` and method
+overrides, and :func:`cell_key` hashes everything that changes a cell's
+result, so a results folder can be resumed safely.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checkpoint import cache_key
+from ..config import (CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, _merge, from_dict, to_dict,
+                      validate_tree)
+from ..presets import EXPERIMENTS, experiment_preset
+
+#: Version of the record layout and of the cell key; bump it when either changes meaning.
+BENCH_FORMAT = 1
+
+#: The REM ablations (not part of the default grid).
+REM_ABLATIONS = ("rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga")
+
+#: Config fields that say where things live or how chatty a run is, not what it computes: left out of keys.
+_LOCATION_FIELDS = {"data": ("root", "download"), "runtime": ("cache_dir", "progress", "threads")}
+
+
+def _method_names() -> list[str]:
+    from ..methods import method_names
+
+    return method_names()
+
+
+def _default_methods() -> list[str]:
+    return [m for m in _method_names() if m not in REM_ABLATIONS]
+
+
+@dataclass
+class GridConfig:
+    """The axes of a benchmark sweep (every field is saved in ``grid.json`` of the results folder)."""
+
+    experiment: str = "fashion-mnist"  # an experiment preset (rem_unlearn.presets.EXPERIMENTS)
+    experiment_overrides: dict[str, Any] = field(default_factory=dict)  # nested, applied onto the preset
+    variants: list[str] = field(default_factory=lambda: ["capacity"])  # model.variant values
+    variant_methods: dict[str, list[str]] = field(default_factory=dict)  # per-variant method list
+    corruptions: list[str] = field(default_factory=lambda: ["poison", "interclass", "random"])
+    discovery_rates: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    methods: list[str] = field(default_factory=_default_methods)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method config overrides
+    unlearn: dict[str, Any] = field(default_factory=dict)  # overrides for every method, e.g. {"epochs": 3}
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # ``variant_methods.etd=[rem,etd]`` on the command line arrives as a string.
+        if isinstance(self.variant_methods, dict):
+            self.variant_methods = {k: [m.strip() for m in v.strip("[] ").split(",") if m.strip()]
+                                    if isinstance(v, str) else v for k, v in self.variant_methods.items()}
+
+    def methods_for(self, variant: str) -> list[str]:
+        return list(self.variant_methods.get(variant, self.methods))
+
+    def base_experiment(self) -> dict:
+        """The preset with ``experiment_overrides`` applied (before the grid's axes are set)."""
+        return _merge(experiment_preset(self.experiment), copy.deepcopy(self.experiment_overrides))
+
+    def validate(self) -> None:
+        if self.experiment not in EXPERIMENTS:
+            raise ConfigError(f"experiment={self.experiment!r} is not an experiment preset; "
+                              f"choose one of: {', '.join(EXPERIMENTS)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r} is not valid; choose one of: auto, cpu, cuda")
+        _nonempty_unique(self.variants, "variants")
+        _nonempty_unique(self.corruptions, "corruptions")
+        _nonempty_unique(self.discovery_rates, "discovery_rates")
+        _nonempty_unique(self.seeds, "seeds")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ConfigError(f"variants: {v!r} is not a model variant; choose from: {', '.join(VARIANTS)}")
+        for c in self.corruptions:
+            if c not in CORRUPTION_KINDS:
+                raise ConfigError(f"corruptions: {c!r} is not a corruption; choose from: "
+                                  f"{', '.join(CORRUPTION_KINDS)}")
+        for r in self.discovery_rates:
+            if not 0.0 < float(r) <= 1.0:
+                raise ConfigError(f"discovery_rates: {r} is not in (0, 1]")
+        registered = _method_names()
+
+        def check_methods(names: list[str], where: str) -> None:
+            unknown = [m for m in names if m not in registered]
+            if unknown:
+                raise ConfigError(f"{where}: unknown method(s) {', '.join(map(repr, unknown))}; "
+                                  f"registered methods: {', '.join(registered)}")
+
+        _nonempty_unique(self.methods, "methods")
+        check_methods(self.methods, "methods")
+        for variant, names in self.variant_methods.items():
+            if variant not in VARIANTS:
+                raise ConfigError(f"variant_methods: {variant!r} is not a model variant; "
+                                  f"choose from: {', '.join(VARIANTS)}")
+            if not isinstance(names, list):
+                raise ConfigError(f"variant_methods.{variant} must be a list of method names")
+            _nonempty_unique(names, f"variant_methods.{variant}")
+            check_methods(names, f"variant_methods.{variant}")
+        check_methods(list(self.method_overrides), "method_overrides")
+        for name, over in self.method_overrides.items():
+            if not isinstance(over, dict):
+                raise ConfigError(f"method_overrides.{name} must be a table/mapping of method config keys")
+        if not isinstance(self.unlearn, dict):
+            raise ConfigError("unlearn must be a table/mapping of method config keys")
+        # Every method config and every experiment config must resolve now, not halfway through a sweep.
+        for variant in self.variants:
+            for m in self.methods_for(variant):
+                method_config(m, self.overrides_for(m))
+        base = self.base_experiment()
+        for variant in self.variants:
+            for corruption in self.corruptions:
+                experiment_config(base, corruption, variant, self.seeds[0], self.device)
+
+    def overrides_for(self, method: str) -> dict[str, Any]:
+        """``unlearn`` with the method's own overrides on top."""
+        return _merge(copy.deepcopy(self.unlearn), copy.deepcopy(self.method_overrides.get(method, {})))
+
+
+def _nonempty_unique(values: list, where: str) -> None:
+    if not values:
+        raise ConfigError(f"{where} must not be empty")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where} has duplicates: {values}")
+
+
+def method_config(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The method's full config with ``overrides`` applied, as a dict (errors name the method)."""
+    from ..methods import get_method
+
+    cls = get_method(method)
+    try:
+        cfg = from_dict(cls.Config, copy.deepcopy(overrides), where=method)
+        validate_tree(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"method {method!r}: {exc}") from None
+    return to_dict(cfg)
+
+
+def experiment_config(base: dict, corruption: str, variant: str, seed: int, device: str) -> ExperimentConfig:
+    """The resolved experiment of one grid point: corruption.seed = train.seed = model.mask_seed = seed."""
+    data = _merge(copy.deepcopy(base), {
+        "corruption": {"kind": corruption, "seed": seed},
+        "model": {"variant": variant, "mask_seed": seed},
+        "train": {"seed": seed},
+        "runtime": {"device": device},
+    })
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"experiment_overrides: {exc}") from None
+    return cfg
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a method on a trained model, with a known fraction of the corrupted samples."""
+
+    dataset: str
+    variant: str
+    corruption: str
+    seed: int
+    discovery_rate: float
+    method: str
+    experiment: ExperimentConfig = field(compare=False, hash=False, repr=False)
+    overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The cell fields of a record (see rem_unlearn.report.tables)."""
+        return {"dataset": self.dataset, "variant": self.variant, "corruption": self.corruption,
+                "seed": self.seed, "discovery_rate": self.discovery_rate, "method": self.method}
+
+    def label(self) -> str:
+        return (f"{self.method} {self.corruption} rate {self.discovery_rate:g} seed {self.seed}"
+                f"{'' if self.variant == 'capacity' else ' ' + self.variant}")
+
+
+def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The experiment config without the fields that do not change results (paths, progress, threads)."""
+    data = to_dict(cfg)
+    for section, names in _LOCATION_FIELDS.items():
+        for name in names:
+            data[section].pop(name, None)
+    return data
+
+
+def cell_key(cell: Cell) -> str:
+    """A stable hash of everything that changes the cell's record."""
+    return cache_key({
+        "bench_format": BENCH_FORMAT,
+        "experiment": keyed_experiment(cell.experiment),
+        "method": cell.method,
+        "method_overrides": cell.overrides,
+        "method_config": method_config(cell.method, cell.overrides),
+        "discovery_rate": float(cell.discovery_rate),
+        "seed": cell.seed,
+    })
+
+
+def expand(grid: GridConfig) -> list[Cell]:
+    """Every cell of the grid, grouped by trained model (variant, corruption, seed), then rate and method."""
+    grid.validate()
+    base = grid.base_experiment()
+    cells: list[Cell] = []
+    for variant in grid.variants:
+        methods = grid.methods_for(variant)
+        for corruption in grid.corruptions:
+            for seed in grid.seeds:
+                cfg = experiment_config(base, corruption, variant, seed, grid.device)
+                for rate in grid.discovery_rates:
+                    for method in methods:
+                        cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
+                                          cfg, grid.overrides_for(method)))
+    return cells
+
+
+def grid_dict(grid: GridConfig) -> dict[str, Any]:
+    """The grid as plain JSON data (for ``grid.json`` and comparisons)."""
+    return json.loads(json.dumps(to_dict(grid), sort_keys=True))
+
+
+# ----------------------------------------------------------------------------- presets
+
+_SMOKE = {
+    "experiment": "fashion-mnist",
+    "experiment_overrides": {"data": {"train_size": 600}, "corruption": {"size": 30}, "model": {"width": 0.125},
+                             "train": {"epochs": 2, "optim": {"batch_size": 64}}},
+    "variants": ["capacity"],
+    "corruptions": ["poison", "random"],
+    "discovery_rates": [0.5, 1.0],
+    "methods": ["none", "rem", "ga", "finetune"],
+    "unlearn": {"epochs": 1, "optim": {"batch_size": 64}},
+    "seeds": [0],
+}
+
+_QUICK = {
+    "experiment": "fashion-mnist",
+    "variants": ["capacity"],
+    "corruptions": ["poison", "interclass", "random"],
+    "discovery_rates": [0.1, 1.0],
+    "methods": ["none", "rem", "ga", "finetune", "potion"],
+    "unlearn": {"epochs": 2},
+    "seeds": [0],
+}
+
+
+def _default_preset() -> dict:
+    return {
+        "experiment": "fashion-mnist",
+        "variants": ["capacity", "etd"],
+        "variant_methods": {"etd": ["rem", "etd"]},
+        "corruptions": ["poison", "interclass", "random"],
+        "discovery_rates": [0.1, 0.25, 0.5, 1.0],
+        "methods": _default_methods(),
+        "unlearn": {"epochs": 2},
+        "seeds": [0],
+    }
+
+
+def _paper_preset() -> dict:
+    return {
+        "experiment": "paper-cifar10-resnet9",
+        "variants": ["capacity", "etd"],
+        "variant_methods": {"etd": ["rem", "etd"]},
+        "corruptions": ["poison", "interclass", "random"],
+        "discovery_rates": [round(0.1 * i, 1) for i in range(1, 11)],
+        "methods": _method_names(),
+        "unlearn": {"epochs": 10},
+        "seeds": [0, 1, 2],
+    }
+
+
+#: Named grids as nested dicts (``load_config(GridConfig, path, overrides, base=GRID_PRESETS[name])``).
+GRID_PRESETS: dict[str, dict] = {
+    "smoke": _SMOKE,  # seconds per cell, the whole grid under 2 minutes on 2 cores (cold cache)
+    "quick": _QUICK,  # a first look on the embedded Fashion-MNIST default
+    "default": _default_preset(),  # the embedded Fashion-MNIST benchmark
+    "paper": _paper_preset(),  # the paper's CIFAR-10 / ResNet-9 sweep; meant for GPUs
+}
+
+
+def grid_preset(name: str) -> dict:
+    """A copy of a named grid preset as a nested dict."""
+    if name not in GRID_PRESETS:
+        raise ConfigError(f"unknown grid preset {name!r}; choose one of: {', '.join(GRID_PRESETS)}")
+    return copy.deepcopy(GRID_PRESETS[name])
+
+
+def load_grid(preset: str = "default", path=None, overrides: list[str] | None = None) -> GridConfig:
+    """Preset <- file <- ``key=value`` overrides, validated."""
+    from ..config import load_config
+
+    return load_config(GridConfig, path, overrides, base=grid_preset(preset))

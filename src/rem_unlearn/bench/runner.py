@@ -1,0 +1,290 @@
+"""Run the benchmark: one record per cell, written as soon as it is done, then the report.
+
+:func:`run_cell` is what every engine runs (in-process, in a worker process,
+or as a Ray task); it never raises, a failure becomes a record with status
+``"failed"`` and the traceback.  :func:`run_grid` is the resumable driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import platform
+import time
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..checkpoint import cache_key, versions
+from ..config import from_dict, to_dict
+from ..experiment import Task, model_key, prepare
+from ..training import quiet as env_quiet
+from .grid import BENCH_FORMAT, Cell, GridConfig, cell_key, expand, method_config
+from .store import RECORD_SCHEMA, ResultStore
+
+log = logging.getLogger(__name__)
+
+#: Trained tasks of this process, most recently used last (consecutive cells share a model).
+_TASKS: "OrderedDict[str, Task]" = OrderedDict()
+MAX_CACHED_TASKS = 4
+
+
+def task_key(cfg) -> str:
+    """Which cells can share one loaded :class:`Task`: the model key plus where and how it runs."""
+    runtime = {k: v for k, v in to_dict(cfg.runtime).items() if k not in ("progress", "threads")}
+    return cache_key({"model": model_key(cfg), "runtime": runtime, "root": cfg.data.root})
+
+
+def model_cached(cfg) -> bool:
+    path = Path(cfg.runtime.cache_dir).expanduser() / "models" / model_key(cfg) / "model.safetensors"
+    return path.exists() and path.with_suffix(".json").exists()
+
+
+def get_task(cfg) -> Task:
+    """The task of ``cfg`` from this process's cache, else :func:`prepare` (loads the cached model)."""
+    key = task_key(cfg)
+    if key in _TASKS:
+        _TASKS.move_to_end(key)
+        return _TASKS[key]
+    if not model_cached(cfg):
+        log.warning("no cached model for %s/%s seed %s in %s: training it in this worker "
+                    "(put runtime.cache_dir on a shared filesystem for multi-node runs)",
+                    cfg.corruption.kind, cfg.model.variant, cfg.train.seed, cfg.runtime.cache_dir)
+    task = prepare(cfg)
+    _TASKS[key] = task
+    while len(_TASKS) > MAX_CACHED_TASKS:
+        _TASKS.popitem(last=False)
+    return task
+
+
+#: Methods that return the trained weights unchanged: their rate-independent metrics are computed once per model.
+UNCHANGED_METHODS = ("none", "etd")
+
+
+def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, Any]:
+    """``task.evaluate(model, forget_ids)`` for a model with the trained weights, cheaply.
+
+    Everything but forget/retain accuracy is the trained model's and does
+    not depend on the discovery rate, so it is evaluated once per task; the
+    forget/retain accuracies are measured on ``model`` as the evaluator does.
+    """
+    from ..training import accuracy
+
+    cached = getattr(task, "_bench_trained_metrics", None)
+    if cached is None:
+        cached = task.evaluate(task.model)
+        task._bench_trained_metrics = cached  # type: ignore[attr-defined]
+    evaluator, train = task.evaluate, task.corrupted.train
+    f_rows = train.rows_of(forget_ids)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[f_rows] = False
+    return {**cached, "forget_accuracy": accuracy(model, evaluator.train_batcher, f_rows),
+            "retain_accuracy": accuracy(model, evaluator.train_batcher, torch.nonzero(keep).flatten())}
+
+
+def clear_task_cache() -> None:
+    _TASKS.clear()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def base_record(cell: Cell, key: str | None = None) -> dict[str, Any]:
+    """The fields every record has, before the outcome is known."""
+    try:
+        mcfg = method_config(cell.method, cell.overrides)
+    except Exception:  # an unknown method (e.g. registered only in another process)
+        mcfg = None
+    return {
+        "schema": RECORD_SCHEMA,
+        "bench_format": BENCH_FORMAT,
+        "key": key or cell_key(cell),
+        "status": None,
+        "error": None,
+        "cell": cell.fields,
+        "metrics": None,
+        "wall_time_s": None,
+        "config": {"experiment": to_dict(cell.experiment), "method": mcfg, "method_overrides": cell.overrides,
+                   "discovery_rate": cell.discovery_rate, "seed": cell.seed},
+        "versions": versions(),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+        "started": _now(),
+    }
+
+
+def failed_record(cell: Cell, error: str, key: str | None = None) -> dict[str, Any]:
+    """A ``failed`` record for a cell that could not run (``error``: a traceback or a message)."""
+    record = base_record(cell, key)
+    record.update(status="failed", error=error or "unknown error", finished=_now())
+    return record
+
+
+class CellKeyMismatchError(RuntimeError):
+    """The worker resolves a cell to another key than the driver: it runs other code or another config."""
+
+
+def run_cell(cell: Cell, key: str | None = None) -> dict[str, Any]:
+    """Unlearn and evaluate one cell; any exception becomes a ``failed`` record, never an error.
+
+    ``key`` is the driver's key of the cell (engines running cells in other
+    processes pass it): the record is stored under it, and a worker that
+    computes another key (e.g. its code changed since the driver started)
+    fails the cell instead of writing results the grid never asked for.
+    """
+    from ..api import unlearn
+    from ..corruptions.discovery import discover
+
+    try:
+        own = cell_key(cell)
+    except Exception:
+        own = None
+    record = base_record(cell, key or own or cache_key({"bench_format": BENCH_FORMAT, "unresolvable": repr(cell),
+                                                         "cell": cell.fields}))
+    start = time.perf_counter()
+    try:
+        if key is not None and own != key:
+            raise CellKeyMismatchError(
+                f"this worker ({platform.node()}, pid {os.getpid()}, versions {versions()}) resolves the cell to "
+                f"key {own}, the driver to {key}: the worker runs different code or method defaults than the "
+                "driver (was the source changed during the sweep?)")
+        task = get_task(cell.experiment)
+        corrupted_ids = task.corrupted.corrupted_ids
+        forget_ids = discover(corrupted_ids, cell.discovery_rate, cell.seed)
+        runtime = dataclasses.replace(task.runtime, progress=False)
+        result = unlearn(task.model, task.corrupted.train, forget_ids, cell.method, runtime=runtime,
+                         pretrain=task.cfg.train, oracle_ids=corrupted_ids,
+                         patch_size=task.cfg.corruption.patch_size, **copy.deepcopy(cell.overrides))
+        if cell.method in UNCHANGED_METHODS:
+            metrics = unchanged_metrics(task, result.model, forget_ids)
+        else:
+            metrics = task.evaluate(result.model, forget_ids)
+        record["config"]["method"] = result.config
+        record.update(status="ok", metrics=metrics, wall_time_s=result.wall_time_s,
+                      n_forget=int(len(forget_ids)), n_corrupted=int(len(corrupted_ids)),
+                      n_train=int(len(task.corrupted.train)), device=str(runtime.device),
+                      train_seconds=task.train_seconds)
+    except Exception:
+        record.update(status="failed", error=traceback.format_exc())
+    record["threads"] = torch.get_num_threads()
+    record["cell_seconds"] = time.perf_counter() - start
+    record["finished"] = _now()
+    return record
+
+
+def _cells_of(grid_or_cells: GridConfig | Iterable[Cell]) -> list[Cell]:
+    return expand(grid_or_cells) if isinstance(grid_or_cells, GridConfig) else list(grid_or_cells)
+
+
+def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False) -> dict[str, str]:
+    """Train each distinct (corruption, variant, seed) model of the cells once, serially, into the cache.
+
+    Returns ``{task_key: traceback}`` of the models that could not be trained
+    (their cells are recorded as failed without running).
+    """
+    todo: dict[str, Any] = {}
+    for cell in _cells_of(grid_or_cells):
+        todo.setdefault(task_key(cell.experiment), cell.experiment)
+    missing = {k: cfg for k, cfg in todo.items() if not model_cached(cfg)}
+    errors: dict[str, str] = {}
+    for i, (key, cfg) in enumerate(missing.items(), 1):
+        what = f"{cfg.corruption.kind}/{cfg.model.variant} seed {cfg.train.seed}"
+        if not quiet:
+            print(f"pre-training model {i}/{len(missing)}: {what}", flush=True)
+        cfg = copy.deepcopy(cfg)
+        cfg.runtime.progress = not quiet
+        try:
+            task = get_task(cfg)
+            if not quiet:
+                print(f"  trained in {task.train_seconds:.1f}s", flush=True)
+        except Exception:
+            errors[key] = traceback.format_exc()
+            log.error("pre-training %s failed:\n%s", what, errors[key])
+    return errors
+
+
+def _status_line(record: dict[str, Any], done: int, total: int) -> str:
+    c = record["cell"]
+    where = (f"{c['method']:<12} {c['corruption']:<10} rate {c['discovery_rate']:<5g} seed {c['seed']}"
+             f"{'' if c['variant'] == 'capacity' else ' ' + c['variant']}")
+    if record["status"] == "ok":
+        m = record["metrics"]
+        return (f"[{done}/{total}] {where}  score {m['score']:6.2f}  healed {m['healed']:6.2f}  "
+                f"utility {m['utility']:6.2f}  ({record['wall_time_s']:.1f}s)")
+    lines = [ln for ln in str(record.get("error") or "").splitlines() if ln.strip()]
+    return f"[{done}/{total}] {where}  FAILED: {lines[-1].strip() if lines else 'unknown error'}"
+
+
+def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
+             ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
+             force: bool = False, threads: int | None = None) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``grid`` into ``results_dir``, then build the report there.
+
+    Finished cells (a valid record in ``records/``) are skipped; failed ones
+    too unless ``retry_failed``.  Each record is written as soon as its cell
+    is done, so a killed sweep loses only the cells in flight.  ``engine`` is
+    ``"local"``, ``"ray"`` or an engine object with ``run(cells)``.  Returns
+    the records of the current grid (the report is built from exactly these).
+    """
+    from tqdm.auto import tqdm
+
+    from ..report import build_report
+    from .engines import make_engine
+
+    if isinstance(grid, dict):
+        grid = from_dict(GridConfig, grid)
+    quiet = quiet or env_quiet()
+    cells = expand(grid)
+    keyed: dict[str, Cell] = {}
+    for cell in cells:
+        keyed.setdefault(cell_key(cell), cell)
+    store = ResultStore(results_dir)
+    store.check_grid(grid, force=force)
+    store.records_dir.mkdir(parents=True, exist_ok=True)
+    store.write_grid(grid)
+    store.clean_temp_files()
+    done = store.done_keys(retry_failed=retry_failed) & set(keyed)
+    todo = [(k, c) for k, c in keyed.items() if k not in done]
+    runner_engine = make_engine(engine, workers=workers, ray_address=ray_address, threads=threads)
+    if not quiet:
+        print(f"bench: {len(keyed)} cells, {len(done)} already done, {len(todo)} to run "
+              f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
+              flush=True)
+
+    pre_errors = pretrain_all([c for _, c in todo], quiet=quiet) if todo else {}
+    bar = tqdm(total=len(keyed), initial=len(done), unit="cell", desc="bench", disable=quiet, dynamic_ncols=True)
+    finished = len(done)
+
+    def record_done(record: dict[str, Any]) -> None:
+        nonlocal finished
+        if record.get("key") not in keyed:  # a custom engine or run_cell that re-keyed the cell
+            log.error("record %s (%s) is not a cell of this grid; written but left out of the report",
+                      record.get("key"), record.get("cell"))
+        store.write(record)
+        finished += 1
+        bar.update(1)
+        if not quiet:
+            bar.write(_status_line(record, finished, len(keyed)))
+
+    try:
+        runnable = []
+        for key, cell in todo:
+            err = pre_errors.get(task_key(cell.experiment))
+            if err is not None:
+                record_done(failed_record(cell, "pre-training the model failed:\n" + err, key))
+            else:
+                runnable.append(cell)
+        for record in runner_engine.run(runnable):
+            record_done(record)
+    finally:
+        bar.close()
+    records = store.records(keyed)
+    build_report(records, store.root)
+    return records

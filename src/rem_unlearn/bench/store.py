@@ -1,0 +1,191 @@
+"""The results folder: one JSON record per cell, written atomically, plus the grid that made them.
+
+Layout::
+
+    RESULTS/grid.json              the grid config and BENCH_FORMAT
+    RESULTS/records/<key>.json     one record per finished cell (status "ok" or "failed")
+    RESULTS/records/<key>.json.corrupt-N   unreadable records moved aside (never read again)
+
+A record is only ever written whole (temp file + fsync + ``os.replace``), so
+killing a sweep loses at most the cells in flight; anything unreadable found
+later (a truncated copy, a foreign file) is moved aside and its cell redone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..checkpoint import atomic_write_json, versions
+from ..config import ConfigError
+from ..metrics import METRIC_NAMES
+from .grid import BENCH_FORMAT, GridConfig, grid_dict
+
+log = logging.getLogger(__name__)
+
+RECORD_SCHEMA = 1
+CELL_FIELDS = ("dataset", "variant", "corruption", "seed", "discovery_rate", "method")
+
+
+class GridMismatchError(ConfigError):
+    """The results folder was made by another grid or another benchmark format."""
+
+
+def record_problem(record: Any, key: str | None = None) -> str | None:
+    """Why ``record`` is not a complete, valid record (``None`` when it is)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("schema") != RECORD_SCHEMA:
+        return f"schema {record.get('schema')!r}, expected {RECORD_SCHEMA}"
+    if key is not None and record.get("key") != key:
+        return f"key {record.get('key')!r} does not match the file name"
+    cell = record.get("cell")
+    if not isinstance(cell, dict) or any(f not in cell for f in CELL_FIELDS):
+        return "cell fields missing"
+    status = record.get("status")
+    if status == "ok":
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict):
+            return "status ok without metrics"
+        missing = [m for m in METRIC_NAMES if m not in metrics]
+        if missing:
+            return f"metrics missing: {', '.join(missing)}"
+        if not isinstance(record.get("wall_time_s"), (int, float)):
+            return "status ok without wall_time_s"
+    elif status == "failed":
+        if not record.get("error"):
+            return "status failed without an error"
+    else:
+        return f"status {status!r} is neither ok nor failed"
+    return None
+
+
+class ResultStore:
+    """Records of one results folder."""
+
+    def __init__(self, results_dir: str | Path):
+        self.root = Path(results_dir)
+        self.records_dir = self.root / "records"
+        self.grid_path = self.root / "grid.json"
+
+    def path(self, key: str) -> Path:
+        return self.records_dir / f"{key}.json"
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, record: dict[str, Any]) -> Path:
+        """Write one record atomically (a reader sees the old file or the whole new one)."""
+        problem = record_problem(record)
+        if problem:
+            raise ValueError(f"refusing to write an invalid record ({problem})")
+        path = self.path(record["key"])
+        atomic_write_json(path, record)
+        return path
+
+    def write_grid(self, grid: GridConfig) -> None:
+        atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid": grid_dict(grid),
+                                           "versions": versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def clean_temp_files(self) -> None:
+        """Remove temp files left by a killed writer (only the driver writes here)."""
+        if self.records_dir.is_dir():
+            for tmp in self.records_dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ reading
+
+    def _move_aside(self, path: Path, why: str) -> None:
+        n = 0
+        while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
+            n += 1
+        log.warning("record %s is not usable (%s); moved to %s, its cell will be redone", path.name, why,
+                    target.name)
+        path.replace(target)
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The valid record of ``key``, or ``None`` (missing, or moved aside when unusable)."""
+        path = self.path(key)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._move_aside(path, f"unreadable: {exc}")
+            return None
+        if isinstance(record, dict) and record.get("bench_format", BENCH_FORMAT) != BENCH_FORMAT:
+            return None  # another format's record: ignored, never mixed in, never deleted
+        problem = record_problem(record, key)
+        if problem:
+            self._move_aside(path, problem)
+            return None
+        return record
+
+    def scan(self) -> dict[str, dict[str, Any]]:
+        """Every valid record of the folder by key; unusable ones are moved aside."""
+        out: dict[str, dict[str, Any]] = {}
+        if not self.records_dir.is_dir():
+            return out
+        for path in sorted(self.records_dir.glob("*.json")):
+            record = self.read(path.stem)
+            if record is not None:
+                out[path.stem] = record
+        return out
+
+    def done_keys(self, retry_failed: bool = False) -> set[str]:
+        """Keys of complete records: ``ok`` ones, and ``failed`` ones unless ``retry_failed``."""
+        return {k for k, r in self.scan().items() if r["status"] == "ok" or not retry_failed}
+
+    def records(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """The valid records of ``keys`` (in that order); missing ones are left out."""
+        return [r for r in (self.read(k) for k in keys) if r is not None]
+
+    # ------------------------------------------------------------------ the grid
+
+    def check_grid(self, grid: GridConfig, force: bool = False) -> None:
+        """Refuse a folder made by another grid or benchmark format, unless ``force``.
+
+        With ``force`` the folder is reused: records whose key belongs to the
+        current grid are kept (keys hash the full resolved config, so they are
+        safe to reuse), every other record is ignored and left out of the report.
+        """
+        problems: list[str] = []
+        if self.grid_path.exists():
+            try:
+                saved = json.loads(self.grid_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                saved = None
+                problems.append(f"its grid.json is unreadable ({exc})")
+            if isinstance(saved, dict):
+                if saved.get("bench_format") != BENCH_FORMAT:
+                    problems.append(f"it was made with benchmark format {saved.get('bench_format')!r}, "
+                                    f"this is format {BENCH_FORMAT}")
+                else:
+                    old, new = saved.get("grid") or {}, grid_dict(grid)
+                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                    if changed:
+                        problems.append(f"it was made by a different grid (differs in: {', '.join(changed)})")
+            elif saved is not None:
+                problems.append("its grid.json is not a JSON object")
+        elif self.records_dir.is_dir():  # no grid.json (it is the authority once written): look at the records
+            formats = set()
+            for path in self.records_dir.glob("*.json"):
+                try:
+                    fmt = json.loads(path.read_text(encoding="utf-8")).get("bench_format")
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                    continue  # unreadable records are moved aside and redone later
+                if fmt != BENCH_FORMAT:
+                    formats.add(repr(fmt))
+            if formats:
+                problems.append(f"it holds records of benchmark format {', '.join(sorted(formats))}, "
+                                f"this is format {BENCH_FORMAT}")
+        if problems and not force:
+            raise GridMismatchError(
+                f"results folder {self.root} cannot be reused: {'; '.join(problems)}. Use a new folder "
+                "(--results DIR) or --force to reuse it (records of other grids or formats are then ignored, "
+                "not mixed into the report).")
+        if problems:
+            log.warning("--force: reusing %s although %s; only records of the current grid are used",
+                        self.root, "; ".join(problems))

@@ -1,0 +1,329 @@
+"""The benchmark runner: the smoke grid end to end, resume, failures, folder checks, local vs Ray, validation.
+
+The pre-trained smoke models are shared by every test through one module-scoped
+cache folder, so only the first grid run trains (two tiny models).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from rem_unlearn.bench import (BENCH_FORMAT, GRID_PRESETS, GridConfig, GridMismatchError, LocalEngine, ResultStore,
+                               cell_key, expand, grid_preset, load_grid, run_grid)
+from rem_unlearn.bench import runner as bench_runner
+from rem_unlearn.config import ConfigError, load_config
+from rem_unlearn.methods import METHODS, Method, register_method
+from rem_unlearn.metrics import METRIC_NAMES
+
+BOOM = "bench-test-boom"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REM_UNLEARN_QUIET", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+def smoke(cache: Path, **changes) -> GridConfig:
+    """The smoke preset with the shared model cache and ``changes`` (top-level grid keys)."""
+    data = grid_preset("smoke")
+    data["experiment_overrides"]["runtime"] = {"cache_dir": str(cache)}
+    data.update(changes)
+    return load_config(GridConfig, base=data)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(cache_dir, tmp_path_factory):
+    grid = smoke(cache_dir)
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    records = run_grid(grid, results, quiet=True)
+    return grid, results, records
+
+
+def _count_calls(monkeypatch) -> list:
+    calls: list = []
+    real = bench_runner.run_cell
+
+    def counting(cell):
+        calls.append(cell_key(cell))
+        return real(cell)
+
+    monkeypatch.setattr(bench_runner, "run_cell", counting)
+    return calls
+
+
+def _fmt(values: list[float]) -> str:
+    sem = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {sem:.2f}"
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def test_presets_expand_with_unique_keys():
+    sizes = {"smoke": 16, "quick": 30, "default": 3 * 4 * (len(load_grid("default").methods) + 2),
+             "paper": None}
+    for name in GRID_PRESETS:
+        grid = load_grid(name)
+        cells = expand(grid)
+        assert len({cell_key(c) for c in cells}) == len(cells)
+        if sizes[name] is not None:
+            assert len(cells) == sizes[name], name
+    default = load_grid("default")
+    assert not {"rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga"} & set(default.methods)
+    assert {c.method for c in expand(default) if c.variant == "etd"} == {"rem", "etd"}
+    assert load_grid("paper").discovery_rates == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def test_cells_resolve_seeds_and_keys(tmp_path):
+    grid = smoke(tmp_path, seeds=[3], variants=["etd"])
+    cells = expand(grid)
+    cfg = cells[0].experiment
+    assert (cfg.corruption.seed, cfg.train.seed, cfg.model.mask_seed, cfg.model.variant) == (3, 3, 3, "etd")
+    assert cfg.data.train_size == 600 and cfg.corruption.kind == cells[0].corruption
+    # Where the cache lives does not change a key; what a cell computes does.
+    moved = expand(smoke(tmp_path / "elsewhere", seeds=[3], variants=["etd"]))
+    assert [cell_key(c) for c in moved] == [cell_key(c) for c in cells]
+    longer = expand(smoke(tmp_path, seeds=[3], variants=["etd"], unlearn={"epochs": 2}))
+    assert not {cell_key(c) for c in longer} & {cell_key(c) for c in cells}
+    per_method = smoke(tmp_path, method_overrides={"ga": {"epochs": 3}})
+    assert next(c for c in expand(per_method) if c.method == "ga").overrides["epochs"] == 3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["methods=[rem,no-such-method]"], "registered methods: "),
+    (["variant_methods.etd=[rem,nope]"], "registered methods: "),
+    (["discovery_rates=[0.0,1.0]"], "not in (0, 1]"),
+    (["discovery_rates=[1.5]"], "not in (0, 1]"),
+    (["corruptions=[poison,flood]"], "choose from: random, interclass, poison"),
+    (["variants=[huge]"], "choose from: capacity, etd"),
+    (["experiment=mnist"], "choose one of: fashion-mnist"),
+    (["methods_list=[rem]"], "valid keys: experiment"),
+    (["unlearn.epochz=2"], "valid keys: optim, epochs"),
+    (["method_overrides.rem.beta=-1"], "beta > 0"),
+    (["experiment_overrides.model.widht=1"], "valid keys: arch, width"),
+])
+def test_grid_validation(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_grid("smoke", overrides=overrides)
+    assert message in str(info.value)
+    if "registered methods" in message:
+        assert "rem, rem-ga" in str(info.value) and "none" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def _fake_record(key: str, status: str = "ok") -> dict:
+    return {"schema": 1, "bench_format": BENCH_FORMAT, "key": key, "status": status,
+            "error": None if status == "ok" else "Traceback\nRuntimeError: x",
+            "cell": {"dataset": "fashion-mnist", "variant": "capacity", "corruption": "random", "seed": 0,
+                     "discovery_rate": 1.0, "method": "none"},
+            "metrics": dict.fromkeys(METRIC_NAMES, 1.0) if status == "ok" else None,
+            "wall_time_s": 0.5 if status == "ok" else None}
+
+
+def test_store_validates_records(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(_fake_record("a"))
+    store.write(_fake_record("b", status="failed"))
+    store.records_dir.joinpath("c.json").write_text('{"schema": 1, "key": "c", "sta')  # truncated
+    incomplete = _fake_record("d")
+    del incomplete["metrics"]["healed"]
+    store.path("d").write_text(json.dumps(incomplete))
+    store.path("e").write_text(json.dumps(_fake_record("not-e")))  # key does not match the name
+    with pytest.raises(ValueError):
+        store.write(incomplete)
+    assert store.done_keys() == {"a", "b"}
+    assert store.done_keys(retry_failed=True) == {"a"}
+    names = sorted(p.name for p in store.records_dir.iterdir())
+    assert names == ["a.json", "b.json", "c.json.corrupt-0", "d.json.corrupt-0", "e.json.corrupt-0"]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_smoke_grid_end_to_end(smoke_run):
+    grid, results, records = smoke_run
+    cells = expand(grid)
+    assert len(records) == len(cells) == 16
+    assert {r["key"] for r in records} == {cell_key(c) for c in cells}
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records if r["status"] != "ok"]
+    for r in records:
+        assert set(METRIC_NAMES) <= set(r["metrics"])
+        assert r["metrics"]["forget_accuracy"] is not None and r["metrics"]["retain_accuracy"] is not None
+        assert r["wall_time_s"] >= 0 and r["threads"] >= 1 and r["host"] and r["versions"]["torch"]
+        assert r["config"]["experiment"]["corruption"]["kind"] == r["cell"]["corruption"]
+        assert r["n_forget"] == round(r["cell"]["discovery_rate"] * r["n_corrupted"])
+        assert (results / "records" / f"{r['key']}.json").is_file()
+    # The trained reference is the same model at every rate (only forget/retain accuracy depend on the rate).
+    for corruption in grid.corruptions:
+        none = [r["metrics"] for r in records if r["cell"]["method"] == "none" and r["cell"]["corruption"] == corruption]
+        assert len(none) == 2 and none[0]["score"] == none[1]["score"]
+
+    for name in ("results.csv", "summary.md", "index.html", "wall_time.png", "grid.json",
+                 "heatmap_score_fashion-mnist_capacity.png", "heatmap_healed_fashion-mnist_capacity.png"):
+        assert (results / name).is_file() and (results / name).stat().st_size > 0, name
+    with open(results / "results.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 16
+    assert json.loads((results / "grid.json").read_text())["bench_format"] == BENCH_FORMAT
+
+    # The summary table equals a recomputation from the records.
+    md = (results / "summary.md").read_text()
+    for method in grid.methods:
+        mine = [r for r in records if r["cell"]["method"] == method]
+        label = "Trained (none)" if method == "none" else method
+        row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+        cells_md = [c.strip().strip("*") for c in row.strip().strip("|").split("|")]
+        assert cells_md[1] == _fmt([r["metrics"]["healed"] for r in mine])
+        assert cells_md[2] == _fmt([r["metrics"]["utility"] for r in mine])
+        assert cells_md[3] == _fmt([r["metrics"]["score"] for r in mine])
+        assert cells_md[4] == _fmt([r["wall_time_s"] for r in mine])
+        assert cells_md[5] == str(len(mine))
+
+
+def test_resume_runs_only_missing_and_corrupt_cells(smoke_run, tmp_path, monkeypatch):
+    grid, original, records = smoke_run
+    results = tmp_path / "results"
+    shutil.copytree(original, results)
+    by_key = {r["key"]: r for r in records}
+    keys = sorted(by_key)
+    deleted, truncated = keys[:2], keys[2]
+    for k in deleted:  # a killed run: these cells never finished
+        (results / "records" / f"{k}.json").unlink()
+    path = results / "records" / f"{truncated}.json"
+    path.write_text(path.read_text()[:100])  # a torn copy
+    (results / "records" / f".{keys[3]}.json.abc.tmp").write_text("{")  # a writer killed mid-write
+
+    calls = _count_calls(monkeypatch)
+    again = run_grid(grid, results, quiet=True)
+    assert sorted(calls) == sorted(deleted + [truncated])
+    assert (results / "records" / f"{truncated}.json.corrupt-0").is_file()
+    assert not list((results / "records").glob(".*.tmp"))
+    assert len(again) == 16 and all(r["status"] == "ok" for r in again)
+    for r in again:  # same process, same threads, same seeds: the redone cells give the same numbers
+        assert r["metrics"] == by_key[r["key"]]["metrics"]
+
+    calls.clear()
+    run_grid(grid, results, quiet=True)
+    assert calls == []
+
+
+@pytest.fixture
+def boom_method():
+    @register_method(BOOM, replace=True)
+    class Boom(Method):
+        summary = "raises (test only)"
+
+        def run(self, ctx):
+            raise RuntimeError("boom from the test method")
+
+    yield BOOM
+    METHODS.pop(BOOM, None)
+
+
+def test_failing_method_is_recorded_and_sweep_completes(boom_method, cache_dir, tmp_path, monkeypatch, capsys):
+    from rem_unlearn.cli import main
+
+    results = tmp_path / "results"
+    argv = ["bench", "--preset", "smoke", "--results", str(results), "--quiet", "corruptions=[random]",
+            "discovery_rates=[1.0]", f"methods=[none,{BOOM}]", f"experiment_overrides.runtime.cache_dir={cache_dir}"]
+    assert main(argv) == 1  # some cell failed
+    out = capsys.readouterr()
+    assert str(results / "index.html") in out.out and "--retry-failed" in out.err
+    recs = {r["cell"]["method"]: r for r in ResultStore(results).scan().values()}
+    assert recs["none"]["status"] == "ok"
+    assert recs[BOOM]["status"] == "failed" and recs[BOOM]["metrics"] is None
+    assert "Traceback" in recs[BOOM]["error"] and "boom from the test method" in recs[BOOM]["error"]
+    assert "1 failed cell(s)" in (results / "summary.md").read_text()
+
+    calls = _count_calls(monkeypatch)
+    assert main(argv) == 1
+    assert calls == []  # failed cells are not retried by default
+    assert main(argv + ["--retry-failed"]) == 1
+    assert calls == [recs[BOOM]["key"]]
+
+
+def test_other_grid_or_format_is_refused(smoke_run, tmp_path, monkeypatch):
+    grid, original, records = smoke_run
+    results = tmp_path / "results"
+    shutil.copytree(original, results)
+    smaller = smoke(Path(grid.experiment_overrides["runtime"]["cache_dir"]), methods=["none", "ga"])
+    with pytest.raises(GridMismatchError) as info:
+        run_grid(smaller, results, quiet=True)
+    msg = str(info.value)
+    assert "different grid" in msg and "methods" in msg and "--force" in msg and "new folder" in msg
+
+    # --force reuses the records of the current grid and leaves the others out of the report.
+    calls = _count_calls(monkeypatch)
+    reused = run_grid(smaller, results, quiet=True, force=True)
+    assert calls == [] and len(reused) == 8 and {r["cell"]["method"] for r in reused} == {"none", "ga"}
+    with open(results / "results.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 8
+    run_grid(smaller, results, quiet=True)  # the folder now belongs to the smaller grid
+
+    grid_json = results / "grid.json"
+    saved = json.loads(grid_json.read_text())
+    saved["bench_format"] = BENCH_FORMAT + 1
+    grid_json.write_text(json.dumps(saved))
+    with pytest.raises(GridMismatchError, match=f"benchmark format {BENCH_FORMAT + 1}"):
+        ResultStore(results).check_grid(smaller)
+    ResultStore(results).check_grid(smaller, force=True)
+
+    grid_json.unlink()  # no grid.json: the records themselves are checked
+    record = next((results / "records").glob("*.json"))
+    old = json.loads(record.read_text())
+    old["bench_format"] = 0
+    record.write_text(json.dumps(old))
+    with pytest.raises(GridMismatchError, match="records of benchmark format 0"):
+        ResultStore(results).check_grid(smaller)
+
+
+def test_process_pool_matches_in_process(cache_dir, tmp_path):
+    grid = smoke(cache_dir, corruptions=["random"], discovery_rates=[0.5], methods=["none", "ga"])
+    serial = run_grid(grid, tmp_path / "serial", engine=LocalEngine(1, threads=1), quiet=True)
+    pool = run_grid(grid, tmp_path / "pool", workers=2, quiet=True)  # 2 spawned workers x 1 thread on 2 cores
+    assert all(r["status"] == "ok" for r in serial + pool), [r["error"] for r in serial + pool]
+    assert {r["threads"] for r in pool} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert {r["key"]: r["metrics"] for r in pool} == {r["key"]: r["metrics"] for r in serial}
+
+
+def test_worker_with_other_code_fails_the_cell(tmp_path):
+    cell = expand(smoke(tmp_path))[0]
+    record = bench_runner.run_cell(cell, key="0" * 20)  # the driver's key differs from the worker's
+    assert record["status"] == "failed" and record["key"] == "0" * 20
+    assert "CellKeyMismatchError" in record["error"] and "different code" in record["error"]
+
+
+def test_local_and_ray_engines_agree(cache_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    grid = smoke(cache_dir, corruptions=["random"], discovery_rates=[0.5], methods=["none", "ga", "rem"])
+    local = run_grid(grid, tmp_path / "local", engine=LocalEngine(1, threads=1), quiet=True)
+    assert torch.get_num_threads() >= 1
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_grid(grid, tmp_path / "ray", engine="ray", threads=1, quiet=True)
+    finally:
+        ray.shutdown()
+    assert len(local) == len(remote) == 3
+    assert all(r["status"] == "ok" for r in local + remote), [r["error"] for r in local + remote]
+    assert {r["pid"] for r in remote}.isdisjoint({r["pid"] for r in local})  # really ran elsewhere
+    by_key = {r["key"]: r["metrics"] for r in local}
+    for r in remote:
+        assert r["metrics"] == by_key[r["key"]], r["cell"]["method"]
