@@ -1,44 +1,46 @@
-"""REM's mechanism on the embedded default: is the corruption redirected into theta_o2?
+"""REM's mechanism: is the corruption redirected into theta_o2, and does dropping it heal the model?
 
-Prints, per REM round, the accuracy on the *corrupted* labels of all corrupted
-samples through theta_o1 only (drop mode) and through theta_o1 + masked
-theta_o2 (the shared-mask mode used in training), then the final metrics.
+For each corruption, trains (or loads from the cache) the model of an
+experiment preset, runs REM at one discovery rate and prints, per REM round,
+the accuracy on the *corrupted* labels of all corrupted samples (and of the
+undiscovered ones) through theta_o1 only (drop mode) and through theta_o1 +
+masked theta_o2 (the shared-mask mode REM trains in).  Redirection happened
+when drop falls while masked stays high.  Ends with a Markdown table of the
+trained model vs REM (healed, utility, score, attack success, wall time).
 
-    .venv/bin/python experiments/rem_mechanism.py [--corruption poison] [--rate 0.5] [--epochs 10]
+    .venv/bin/python experiments/rem_mechanism.py                       # poison, ResNet-9, rate 0.5
+    .venv/bin/python experiments/rem_mechanism.py --preset fashion-mnist-vit \\
+        --corruptions poison,interclass,random                          # the ViT (docs/vit.md)
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
 from rem_unlearn.api import unlearn
-from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
-from rem_unlearn.metrics import format_table
-from rem_unlearn.presets import EMBEDDED_DEFAULT
+from rem_unlearn.presets import UNLEARN_OPTIM, experiment_preset
 from rem_unlearn.training import accuracy
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--corruption", default="poison")
-    p.add_argument("--variant", default="capacity")
-    p.add_argument("--rate", type=float, default=0.5)
-    p.add_argument("--epochs", type=float, default=10)
-    p.add_argument("overrides", nargs="*", help="experiment overrides key=value")
-    a = p.parse_args()
-    cfg = load_config(ExperimentConfig, base=EMBEDDED_DEFAULT, overrides=[
-        f"corruption.kind={a.corruption}", f"model.variant={a.variant}", "runtime.progress=false", *a.overrides])
+def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, overrides: list[str]) -> dict:
+    cfg = load_config(ExperimentConfig, base=experiment_preset(preset), overrides=[
+        f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
+    start = time.perf_counter()
     task = prepare(cfg)
+    print(f"\n## {preset}: {corruption}  (model trained or loaded in {time.perf_counter() - start:.0f}s, "
+          f"training took {task.train_seconds:.0f}s)")
     corrupted = task.corrupted
-    forget = discover(corrupted.corrupted_ids, a.rate, seed=0)
+    forget = discover(corrupted.corrupted_ids, rate, seed=0)
     rows = corrupted.corrupted_rows
     undiscovered = rows[~torch.isin(corrupted.train.ids[rows], forget)]
     batcher = task.evaluate.train_batcher
-    print(f"{a.corruption}, discovery {a.rate}: {len(forget)} of {len(rows)} corrupted samples known")
+    print(f"discovery {rate}: {len(forget)} of {len(rows)} corrupted samples known")
     print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: undisc.':>15}{'masked: undisc.':>17}")
 
     def observe(model, label: str) -> None:
@@ -46,11 +48,44 @@ def main() -> None:
         print(f"{label:<10}{acc(rows, 'drop'):>11.1f}{acc(rows, 'shared'):>13.1f}"
               f"{acc(undiscovered, 'drop'):>15.1f}{acc(undiscovered, 'shared'):>17.1f}", flush=True)
 
-    result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, epochs=a.epochs,
-                     on_epoch=observe)
-    print(f"selected: {next(h['at'] for h in result.history if h.get('event') == 'selected')}, "
-          f"{result.wall_time_s:.1f}s")
-    print(format_table({"trained": task.evaluate(task.model, forget), "REM": task.evaluate(result.model, forget)}))
+    result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
+                     patch_size=cfg.corruption.patch_size, on_epoch=observe, **method_overrides)
+    selected = next((h["at"] for h in result.history if h.get("event") == "selected"), "?")
+    print(f"selected: {selected}, REM took {result.wall_time_s:.1f}s")
+    return {"corruption": corruption, "trained": task.evaluate(task.model, forget),
+            "rem": task.evaluate(result.model, forget), "wall": result.wall_time_s,
+            "train_seconds": task.train_seconds}
+
+
+def markdown(rows: list[dict], rate: float) -> str:
+    def f(v) -> str:
+        return "–" if v is None else f"{v:.1f}"
+
+    lines = [f"| corruption (discovery {rate:g}) | model | test acc. | healed | utility | score | ASR | time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, m, t in (("trained", r["trained"], r["train_seconds"]), ("REM", r["rem"], r["wall"])):
+            lines.append(f"| {r['corruption']} | {name} | {f(m['test_accuracy'])} | {f(m['healed'])} | "
+                         f"{f(m['utility'])} | {f(m['score'])} | {f(m['attack_success'])} | {t:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="fashion-mnist", help="experiment preset (rem_unlearn.presets)")
+    p.add_argument("--corruptions", default="poison", help="comma-separated: poison,interclass,random")
+    p.add_argument("--rate", type=float, default=0.5, help="discovery rate")
+    p.add_argument("--epochs", type=float, default=1.0, help="REM's budget in passes over D_tr (paper: 10)")
+    p.add_argument("--set", action="append", default=[], metavar="key=value", help="REM config override")
+    p.add_argument("overrides", nargs="*", help="experiment overrides key=value")
+    a = p.parse_args()
+    method = {"epochs": a.epochs}
+    if a.preset in UNLEARN_OPTIM:
+        method["optim"] = dict(UNLEARN_OPTIM[a.preset])
+    method = apply_overrides(method, a.set)
+    rows = [run_one(a.preset, c.strip(), a.rate, method, a.overrides) for c in a.corruptions.split(",")]
+    print()
+    print(markdown(rows, a.rate))
 
 
 if __name__ == "__main__":

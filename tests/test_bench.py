@@ -78,17 +78,22 @@ def _fmt(values: list[float]) -> str:
 
 def test_presets_expand_with_unique_keys():
     sizes = {"smoke": 16, "quick": 30, "default": 3 * 4 * (len(load_grid("default").methods) + 2),
-             "paper": None}
+             "paper-cifar10-resnet9-cpu": 3 * 3 * 6, "paper-svhn-vit-cpu": 54, "fashion-mnist-vit": 54}
     for name in GRID_PRESETS:
         grid = load_grid(name)
         cells = expand(grid)
         assert len({cell_key(c) for c in cells}) == len(cells)
-        if sizes[name] is not None:
+        if name in sizes:
             assert len(cells) == sizes[name], name
     default = load_grid("default")
     assert not {"rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga"} & set(default.methods)
     assert {c.method for c in expand(default) if c.variant == "etd"} == {"rem", "etd"}
     assert load_grid("paper").discovery_rates == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    vit = load_grid("paper-svhn-vit")
+    assert vit.unlearn["optim"]["optimizer"] == "adam" and vit.seeds == [0, 1, 2]
+    assert expand(vit)[0].experiment.model.arch == "vit" and expand(vit)[0].experiment.train.optim.optimizer == "adam"
+    twin = expand(load_grid("paper-svhn-vit-cpu"))[0].experiment
+    assert twin.data.name == "svhn" and twin.data.train_size == 10000 and twin.model.dim == 128
 
 
 def test_cells_resolve_seeds_and_keys(tmp_path):

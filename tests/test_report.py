@@ -93,6 +93,22 @@ def test_build_report(tmp_path: Path) -> None:
     assert 'src="heatmap_score_fashion-mnist_capacity.png"' in html
 
 
+def test_cell_table_matches_records() -> None:
+    from rem_unlearn.report import cell_table
+
+    records = _records()
+    md = cell_table(records, rates=[1.0], methods=["none", "rem"])
+    lines = [ln for ln in md.splitlines()[2:]]
+    assert lines and all(("| rem |" in ln or "| Trained (none) |" in ln) for ln in lines)
+    assert lines[0].startswith("| Trained (none) |")  # the methods order is kept
+    row = next(ln for ln in lines if ln.startswith("| rem |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    want = [r for r in records if r["status"] == "ok" and r["cell"]["method"] == "rem"
+            and r["cell"]["corruption"] == cells[2] and r["cell"]["discovery_rate"] == 1.0]
+    want_score = _fmt([r["metrics"]["score"] for r in want])
+    assert cells[6] == (want_score.split(" ± ")[0] if len(want) == 1 else want_score) and cells[8] == str(len(want))
+
+
 def test_catastrophic_cells() -> None:
     cat = catastrophic_cells(_records(), margin=10.0)
     assert cat["rem"] == []

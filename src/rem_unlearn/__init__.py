@@ -6,8 +6,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# The practitioner's names, imported on first use so `import rem_unlearn` stays light.
-_LAZY = {"unlearn": "api", "expand": "models", "discard": "models"}
+# The public names, imported on first use so `import rem_unlearn` stays light.
+_LAZY = {
+    # practitioners
+    "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
+    "expand": "models", "discard": "models",
+    "ImageDataset": "data", "load_dataset": "data",
+    # researchers: a method is a config dataclass plus a run(ctx)
+    "Method": "methods", "UnlearnConfig": "methods", "UnlearnContext": "methods",
+    "register_method": "methods", "method_names": "methods",
+}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

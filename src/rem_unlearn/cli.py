@@ -146,6 +146,8 @@ def cmd_unlearn(args) -> int:
     get_method(args.method)  # unknown names fail before any work
     forget = read_ids(args.forget_ids)
     overrides = apply_overrides({}, args.set or [])
+    if args.model or args.train_data:
+        return _unlearn_user_model(args, forget, overrides)
     if args.checkpoint:
         meta = read_meta(args.checkpoint)
         cfg = from_dict(ExperimentConfig, meta["config"])
@@ -172,6 +174,85 @@ def cmd_unlearn(args) -> int:
                                  "forget_ids": forget.tolist(), "metrics": metrics, "wall_time_s": result.wall_time_s,
                                  "source_checkpoint": str(args.checkpoint or task.checkpoint)})
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s)")
+    return 0
+
+
+def _floats(text: str | None, what: str):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _unlearn_user_model(args, forget, overrides: dict) -> int:
+    """``--model module:factory --checkpoint w --train-data d``: REM (or any method) on a user's classifier.
+
+    A model without partition gates is expanded first and the capacity is
+    discarded at the end, so the written state_dict has the user's own keys
+    and shapes and loads with their code.
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from .api import forget_rows, unlearn
+    from .checkpoint import load_weights, save_checkpoint
+    from .config import RuntimeConfig
+    from .data.user import load_training_set
+    from .models import check_classifier, discard, expand, gates
+    from .models.factory import build_user_model
+    from .training import Batcher, Runtime, accuracy
+
+    missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
+                                    ("--train-data", args.train_data)) if not v]
+    if missing:
+        raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
+    train = load_training_set(args.train_data, flip=args.flip)
+    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
+    if mean or std:
+        if not (mean and std) or len(mean) != train.channels or len(std) != train.channels:
+            raise ConfigError(f"--mean and --std need {train.channels} value(s) each")
+        train = replace(train, mean=mean, std=std)
+    rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
+    try:
+        kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
+    model = load_weights(build_user_model(args.model, kwargs), args.checkpoint)
+    # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
+    runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
+    batcher = Batcher(train, runtime)
+    x, _, _ = batcher.batch(torch.arange(min(2, len(train))), augment=False)
+    check_classifier(model, x, train.num_classes)
+    if gates(model):
+        big = model
+    else:
+        layers = [n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
+        big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[rows] = False
+    retain = keep.nonzero().flatten()
+
+    def scores(m) -> dict[str, float]:
+        m = runtime.prepare(m)
+        return {"forget_accuracy": accuracy(m, batcher, rows), "retain_accuracy": accuracy(m, batcher, retain)}
+
+    before = scores(big)
+    result = unlearn(big, train, forget, args.method, runtime=runtime, **overrides)
+    final = result.model if args.keep_capacity else discard(result.model)
+    after = scores(final)
+    print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
+    for name, row in (("trained", before), (args.method, after)):
+        print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")
+    out = Path(args.out)
+    save_checkpoint(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs, "train_data": str(args.train_data),
+                                       "method": args.method, "method_config": result.config,
+                                       "forget_ids": forget.tolist(), "before": before, "after": after,
+                                       "wall_time_s": result.wall_time_s, "source_checkpoint": str(args.checkpoint)})
+    print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
+          f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
     return 0
 
 
@@ -233,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="key=value", help="method config override (repeatable)")
     p.add_argument("--out", required=True, help="output .safetensors (the unlearned model)")
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
+    g = p.add_argument_group("your own model (instead of a preset's)")
+    g.add_argument("--model", metavar="MODULE:FACTORY",
+                   help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
+                        "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
+    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
+    g.add_argument("--train-data", metavar="PATH",
+                   help="the training set: a .npz (images, labels, optional ids/mean/std) or a folder "
+                        "<class>/<image> (ids = positions in the sorted file list)")
+    g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
+                                  "(default: the .npz's, else the training set's own)")
+    g.add_argument("--std", help="per-channel std, as --mean")
+    g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    g.add_argument("--expand-layers", help="comma-separated layer names to expand "
+                                           "(default: every Conv2d and Linear but the classifier)")
+    g.add_argument("--expand-width", type=float, default=0.5, help="added units per layer, as a fraction of "
+                                                                   "its outputs (default: %(default)s)")
+    g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("methods", help="list registered methods")

@@ -37,10 +37,51 @@ PAPER_SVHN_VIT: dict = {
                         "batch_size": 2048}},
 }
 
+# CPU-sized twins: the same datasets and architectures, sized like the embedded default
+# (10k-image subset, |D_c| = 200, no augmentation so that the corruption is memorised).
+_CPU_SUBSET = {"train_size": 10000, "subset_seed": 0}
+_CPU_RECIPE = {"epochs": 20, "augment": False, "label_smoothing": 0.0}
+# A narrow ViT: 17 tokens as in the paper (patch 7 on 28x28 or 8 on 32x32), width 128 instead of 512.
+_CPU_VIT = {"arch": "vit", "dim": 128, "depth": 4, "heads": 4, "dim_head": 32, "mlp_dim": 256, "partition": "token"}
+_CPU_ADAM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 5e-4, "schedule": "constant", "batch_size": 128}
+
+FASHION_MNIST_VIT: dict = {
+    "data": {"name": "fashion-mnist", **_CPU_SUBSET},
+    "corruption": {"size": 200},
+    "model": {**_CPU_VIT, "patch": 7},
+    "train": {**_CPU_RECIPE, "epochs": 30, "optim": _CPU_ADAM},
+}
+
+PAPER_CIFAR10_RESNET9_CPU: dict = {
+    "data": {"name": "cifar10", **_CPU_SUBSET},
+    "corruption": {"size": 200},
+    "model": {"arch": "resnet9", "width": 0.375},
+    "train": {**_CPU_RECIPE, "optim": {"optimizer": "sgd", "lr": 0.05, "batch_size": 128}},
+}
+
+PAPER_SVHN_VIT_CPU: dict = {
+    "data": {"name": "svhn", **_CPU_SUBSET},
+    "corruption": {"size": 200},
+    "model": {**_CPU_VIT, "patch": 8},
+    "train": {**_CPU_RECIPE, "epochs": 30, "optim": _CPU_ADAM},
+}
+
 EXPERIMENTS: dict[str, dict] = {
     "fashion-mnist": EMBEDDED_DEFAULT,
+    "fashion-mnist-vit": FASHION_MNIST_VIT,
     "paper-cifar10-resnet9": PAPER_CIFAR10_RESNET9,
+    "paper-cifar10-resnet9-cpu": PAPER_CIFAR10_RESNET9_CPU,
     "paper-svhn-vit": PAPER_SVHN_VIT,
+    "paper-svhn-vit-cpu": PAPER_SVHN_VIT_CPU,
+}
+
+#: The unlearning optimiser that goes with each recipe (spec 4.6): the pre-training optimiser at 1/5 of its lr.
+UNLEARN_OPTIM: dict[str, dict] = {
+    "paper-svhn-vit": {"optimizer": "adam", "lr": 2e-5, "weight_decay": 5e-4, "schedule": "constant",
+                       "batch_size": 2048},
+    "paper-cifar10-resnet9": {"optimizer": "sgd", "lr": 0.005, "schedule": "constant", "batch_size": 512},
+    "fashion-mnist-vit": {**_CPU_ADAM, "lr": 2e-4},
+    "paper-svhn-vit-cpu": {**_CPU_ADAM, "lr": 2e-4},
 }
 
 

@@ -213,8 +213,11 @@ def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime
 @torch.no_grad()
 def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str = "drop",
             triggered: torch.Tensor | None = None, shared_ids: torch.Tensor | None = None,
-            batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes on non-augmented images (``triggered`` overrides the stored trigger flags)."""
+            batch_size: int = 256) -> torch.Tensor:
+    """Predicted classes on non-augmented images (``triggered`` overrides the stored trigger flags).
+
+    Runs under ``inference_mode``; batches of 256 measured faster than 1024 on CPU.
+    """
     was_training = model.training
     model.eval()
     rows = torch.as_tensor(rows, dtype=torch.long)
@@ -223,7 +226,7 @@ def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str
         r = rows[start:start + batch_size]
         trig = None if triggered is None else triggered[start:start + batch_size]
         x, _, ids = batcher.batch(r, augment=False, triggered=trig)
-        with batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
+        with torch.inference_mode(), batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
             out.append(model(x).argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)

@@ -19,8 +19,12 @@ report (results.csv, summary.md, heatmaps, index.html) is rebuilt in RESULTS
 at the end.
 
 presets: smoke (tiny, about a minute on 2 cores), quick (a first look),
-default (the embedded Fashion-MNIST benchmark), paper (CIFAR-10 / ResNet-9,
-for GPUs).  Grid keys for a --config file or key=value overrides:
+default (the embedded Fashion-MNIST benchmark), fashion-mnist-vit (the same
+with a small ViT), paper-cifar10-resnet9 (alias: paper) and paper-svhn-vit
+(the paper's two setups, for GPUs), and their CPU-sized twins
+paper-cifar10-resnet9-cpu and paper-svhn-vit-cpu (data under data.root).
+
+Grid keys for a --config file or key=value overrides:
 experiment, experiment_overrides.<section>.<key>, variants, variant_methods.<variant>,
 corruptions, discovery_rates, methods, method_overrides.<method>.<key>,
 unlearn.<key>, seeds, device.
@@ -28,7 +32,8 @@ unlearn.<key>, seeds, device.
 examples:
   rem-unlearn bench --preset smoke
   rem-unlearn bench --preset quick methods=[rem,none] unlearn.epochs=3
-  rem-unlearn bench --preset paper --engine ray --ray-address auto --device cuda
+  rem-unlearn bench --preset paper --engine ray --ray-address auto --device cuda \\
+      experiment_overrides.data.root=/shared/data
 """
 
 

@@ -73,8 +73,10 @@ def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, 
     not depend on the discovery rate, so it is evaluated once per task; the
     forget/retain accuracies are measured on ``model`` as the evaluator does.
     """
+    from ..metrics import inference_model
     from ..training import accuracy
 
+    model = inference_model(model, task.runtime)
     cached = getattr(task, "_bench_trained_metrics", None)
     if cached is None:
         cached = task.evaluate(task.model)

@@ -32,11 +32,14 @@ class RetrainConfig(UnlearnConfig):
     optim: OptimConfig = field(default_factory=naive_optim)  # used only without a pre-training recipe
     lr: float | None = None  # overrides the recipe's (or optim's) peak lr; official EU: 0.005
     budget_capped: bool = False  # with a recipe: stop after the unlearning step budget as well
+    recipe_epochs: int | None = None  # with a recipe: train this many epochs instead of the recipe's own
 
     def validate(self) -> None:
         super().validate()
         if self.lr is not None and self.lr <= 0:
             raise ConfigError("lr must be positive")
+        if self.recipe_epochs is not None and self.recipe_epochs < 1:
+            raise ConfigError(f"recipe_epochs must be >= 1, got {self.recipe_epochs}")
 
 
 @register_method("retrain")
@@ -52,6 +55,8 @@ class Retrain(Method):
             recipe = ctx.pretrain
             if cfg.lr is not None:
                 recipe = replace(recipe, optim=replace(recipe.optim, lr=cfg.lr))
+            if cfg.recipe_epochs is not None:  # the schedule (warm-up, decay) is rescaled to the shorter run
+                recipe = replace(recipe, epochs=cfg.recipe_epochs)
             max_steps = ctx.budget if cfg.budget_capped else None
         else:
             optim = cfg.optim if cfg.lr is None else replace(cfg.optim, lr=cfg.lr)

@@ -12,6 +12,7 @@ from .heatmaps import plot_heatmaps, plot_wall_time
 from .html import write_index
 from .tables import (
     catastrophic_cells,
+    cell_table,
     markdown_table,
     method_label,
     records_to_rows,
@@ -26,6 +27,7 @@ __all__ = [
     "write_csv",
     "summary",
     "markdown_table",
+    "cell_table",
     "catastrophic_cells",
     "plot_heatmaps",
     "plot_wall_time",
@@ -92,6 +94,8 @@ def build_report(
     md += [f"- {(r.get('cell') or {}).get('method')}: {_cell_text(r.get('cell') or {})}" for r in failed]
     paths["summary"] = out / "summary.md"
     paths["summary"].write_text("\n".join(md) + "\n", encoding="utf-8")
+    paths["cells"] = out / "cells.md"
+    paths["cells"].write_text(f"# {title}: every cell\n\n" + cell_table(records), encoding="utf-8")
 
     figures: list[Path] = []
     for dataset, variant in groups:

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from .tables import TRAINED, is_ok, mean_sem, metric_value  # noqa: E402
+from .tables import TRAINED, is_ok, mean_sem, metric_value, reference_method  # noqa: E402
 
 #: Rows top to bottom: statistical regularity of the corruption, high to low.
 REGULARITY: tuple[tuple[str, str], ...] = (
@@ -49,7 +49,9 @@ def plot_heatmaps(
     (RdBu: red = worse than not unlearning, blue = better), so panels are comparable and
     "did unlearning help here?" reads at a glance. Grey: ``×`` = only failed records,
     ``–`` = no record; cells whose row has no trained reference are grey but keep their
-    number. Records are filtered to ``dataset``/``variant`` when given.
+    number. Records are filtered to ``dataset``/``variant`` when given. On the ETD model,
+    whose grid runs ``etd`` rather than ``none``, ``etd`` (the trained ETD model in drop
+    mode) is the reference column.
     """
     path = Path(path)
     recs = [
@@ -57,6 +59,7 @@ def plot_heatmaps(
         if (dataset is None or r.get("cell", {}).get("dataset") == dataset)
         and (variant is None or r.get("cell", {}).get("variant") == variant)
     ]
+    reference = reference_method(recs)
     ok_vals: dict[tuple[str, str, float], list[float]] = defaultdict(list)
     failed: set[tuple[str, str, float]] = set()
     trained_seed: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -66,14 +69,14 @@ def plot_heatmaps(
         cell = r["cell"]
         method, corr = cell.get("method"), cell.get("corruption")
         rate = float(cell.get("discovery_rate"))
-        if method != TRAINED:
+        if method != reference:
             methods.add(method)
             rates.add(rate)
         key = (method, corr, rate)
         v = metric_value(r, metric) if is_ok(r) else None
         if v is None:
             failed.add(key)
-        elif method == TRAINED:
+        elif method == reference:
             trained_seed[corr][cell.get("seed")].append(v)
         else:
             ok_vals[key].append(v)
@@ -88,7 +91,7 @@ def plot_heatmaps(
         pooled[m].extend(v)
     # Panels by overall mean of the metric, best first; methods with no ok cell last.
     order = sorted(methods, key=lambda m: -float(np.mean(pooled[m])) if pooled[m] else math.inf)
-    failed_trained = {c for (m, c, _) in failed if m == TRAINED}
+    failed_trained = {c for (m, c, _) in failed if m == reference}
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")
     norm = Normalize(vmin=-span, vmax=span)
 

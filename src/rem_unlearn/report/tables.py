@@ -165,13 +165,23 @@ def markdown_table(group_summary: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_method(records: Iterable[Mapping[str, Any]]) -> str:
+    """The trained-model reference among ``records``: ``none``, else ``etd``.
+
+    The grids run ``etd`` (the ETD-trained model in drop mode, unchanged) on the ETD
+    model instead of ``none``; both are that variant's trained model.
+    """
+    methods = {(r.get("cell") or {}).get("method") for r in records}
+    return TRAINED if TRAINED in methods or "etd" not in methods else "etd"
+
+
 def catastrophic_cells(
     records: Iterable[Mapping[str, Any]], margin: float = 10.0
 ) -> dict[str, list[dict[str, Any]]]:
     """Per unlearning method, the ok cells scoring more than ``margin`` below the trained model.
 
-    The reference is the mean score of the ``none`` records with the same (dataset, variant,
-    corruption, seed): unlearning that ends up worse than not unlearning at all is the
+    The reference is the mean score of the trained model's records (``none``, or ``etd`` on an
+    ETD model: :func:`reference_method`) with the same (dataset, variant, corruption, seed): unlearning that ends up worse than not unlearning at all is the
     failure mode this flags. Cells without a trained reference are not judged. Each entry is
     the cell dict plus ``score`` and ``trained_score``.
     """
@@ -180,15 +190,23 @@ def catastrophic_cells(
     def ref_key(cell: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(cell.get(k) for k in ("dataset", "variant", "corruption", "seed"))
 
+    by_variant: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in recs:
+        by_variant[(r["cell"].get("dataset"), r["cell"].get("variant"))].append(r)
+    reference = {k: reference_method(v) for k, v in by_variant.items()}
+
+    def is_reference(cell: Mapping[str, Any]) -> bool:
+        return cell.get("method") == reference[(cell.get("dataset"), cell.get("variant"))]
+
     trained: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for r in recs:
-        if r["cell"].get("method") == TRAINED and metric_value(r, "score") is not None:
+        if is_reference(r["cell"]) and metric_value(r, "score") is not None:
             trained[ref_key(r["cell"])].append(metric_value(r, "score"))  # type: ignore[arg-type]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
         cell = r["cell"]
         method = cell.get("method")
-        if method == TRAINED:
+        if is_reference(cell):
             continue
         hits = out.setdefault(method, [])
         score = metric_value(r, "score")
@@ -199,3 +217,34 @@ def catastrophic_cells(
         if score < ref_score - margin:
             hits.append({**cell, "score": score, "trained_score": ref_score})
     return out
+
+
+def cell_table(records: Iterable[Mapping[str, Any]], rates: Sequence[float] | None = None,
+               methods: Sequence[str] | None = None, variant: str | None = None) -> str:
+    """Pipe table of every (method, variant, corruption, rate) cell, mean ± SEM over seeds.
+
+    Rows follow ``methods`` (default: the trained reference first, then by name),
+    then corruption and rate. Used for the per-cell tables in the docs.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in records:
+        cell = rec.get("cell") or {}
+        if not is_ok(rec) or (rates is not None and cell.get("discovery_rate") not in rates):
+            continue
+        if (methods is not None and cell.get("method") not in methods) or \
+                (variant is not None and cell.get("variant") != variant):
+            continue
+        groups[(cell["method"], cell["variant"], cell["corruption"], cell["discovery_rate"])].append(rec)
+    order = list(methods) if methods is not None else sorted({k[0] for k in groups},
+                                                             key=lambda m: (m != TRAINED, m))
+    lines = ["| Method | Variant | Corruption | Discovery | Healed | Utility | Score | Wall time (s) | n |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for key in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2], k[3])):
+        recs = groups[key]
+        stats = [_fmt(mean_sem([v for r in recs if (v := metric_value(r, m)) is not None]))
+                 for m in SUMMARY_METRICS]
+        if len(recs) == 1:  # one seed: no SEM to show
+            stats = [s.split(" ± ")[0] for s in stats]
+        lines.append("| " + " | ".join([method_label(key[0]), key[1], key[2], f"{key[3]:g}", *stats,
+                                         str(len(recs))]) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""A user's model from ``module:factory`` plus a checkpoint, for ``rem-unlearn unlearn --model``.
+
+``module`` is an importable module (``mypkg.nets``) or a ``.py`` file
+(``path/to/nets.py``); ``factory`` is a callable in it that returns the
+untrained ``nn.Module`` (a class or a function), called with the keyword
+arguments given.  The checkpoint is a state_dict (safetensors, or
+``.pt``/``.pth`` read with ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+
+class ModelFactoryError(ValueError):
+    """``module:factory`` does not name a callable that builds an ``nn.Module``."""
+
+
+def resolve_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ModelFactoryError(f"--model {spec!r}: expected module:factory, e.g. mypkg.nets:make_net "
+                                "or path/to/nets.py:Net")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.exists():
+            raise ModelFactoryError(f"--model {spec!r}: file {path} not found")
+        name = f"_rem_user_model_{abs(hash(str(path.resolve())))}"
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    else:
+        if "" not in sys.path:
+            sys.path.insert(0, "")  # the current folder, as `python -m` would
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelFactoryError(f"--model {spec!r}: cannot import {module_name} ({exc})") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise ModelFactoryError(f"--model {spec!r}: {module_name} has no callable {attr!r}; "
+                                f"callables there: {', '.join(public[:12]) or 'none'}")
+    return factory
+
+
+def build_user_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    model = resolve_factory(spec)(**(kwargs or {}))
+    if not isinstance(model, nn.Module):
+        raise ModelFactoryError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
