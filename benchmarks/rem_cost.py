@@ -4,7 +4,7 @@
 (b) REM's total unlearning wall time / retraining the same model from scratch on D_r
     with the pre-training recipe (the trained model comes from the cache or is trained first).
 
-    .venv/bin/python benchmarks/rem_cost.py [--epochs 2] [--corruption poison] [--rate 0.5]
+    .venv/bin/python benchmarks/rem_cost.py [--epochs 1,10] [--corruption poison] [--rate 0.5]
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--corruption", default="poison")
     p.add_argument("--rate", type=float, default=0.5)
-    p.add_argument("--epochs", type=float, default=2.0, help="REM repair epochs (the benchmark's budget)")
+    p.add_argument("--epochs", default="1,10",
+                   help="comma-separated REM budgets in repair epochs (1: the default grid's, 10: the paper's)")
     p.add_argument("--steps", type=int, default=20)
     a = p.parse_args()
     cfg = load_config(ExperimentConfig, base=EMBEDDED_DEFAULT,
@@ -77,7 +78,9 @@ def main() -> None:
     print(f"(a) REM repair step {1000 * rem_s:.1f} ms / plain step {1000 * plain_s:.1f} ms "
           f"= {rem_s / plain_s:.2f}  (target <= 1.5; the official scheme is about 2)")
 
-    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, epochs=a.epochs)
+    budgets = [float(e) for e in a.epochs.split(",")]
+    rem_times = {e: unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+                            epochs=e).wall_time_s for e in budgets}
     train = task.corrupted.train
     keep = torch.ones(len(train), dtype=torch.bool)
     keep[train.rows_of(forget)] = False
@@ -86,8 +89,9 @@ def main() -> None:
     start = time.perf_counter()
     train_model(fresh, train.subset(torch.nonzero(keep).flatten()), cfg.train, task.runtime)
     retrain_s = time.perf_counter() - start
-    print(f"(b) REM total {result.wall_time_s:.1f} s ({a.epochs:g} repair epochs + flush + selection) / "
-          f"retrain on D_r {retrain_s:.1f} s = {result.wall_time_s / retrain_s:.2f}  (target <= 0.3)")
+    for e, rem_total in rem_times.items():
+        print(f"(b) REM total {rem_total:.1f} s ({e:g} repair epoch(s) + flush + selection) / "
+              f"retrain on D_r {retrain_s:.1f} s = {rem_total / retrain_s:.2f}  (target <= 0.3)")
 
 
 if __name__ == "__main__":

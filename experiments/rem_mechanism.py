@@ -38,14 +38,18 @@ def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, o
     corrupted = task.corrupted
     forget = discover(corrupted.corrupted_ids, rate, seed=0)
     rows = corrupted.corrupted_rows
-    undiscovered = rows[~torch.isin(corrupted.train.ids[rows], forget)]
+    known = torch.isin(corrupted.train.ids[rows], forget)
+    discovered, undiscovered = rows[known], rows[~known]
     batcher = task.evaluate.train_batcher
     print(f"discovery {rate}: {len(forget)} of {len(rows)} corrupted samples known")
-    print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: undisc.':>15}{'masked: undisc.':>17}")
+    print("accuracy on the corrupted labels; masked = theta_o1 + theta_o2 (D_f: the shared mask, others: own)")
+    print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: D_f':>11}{'masked: D_f':>13}"
+          f"{'drop: undisc.':>15}{'masked: undisc.':>17}")
 
     def observe(model, label: str) -> None:
         acc = lambda r, mode: accuracy(model, batcher, r, mode=mode, shared_ids=forget)  # noqa: E731
         print(f"{label:<10}{acc(rows, 'drop'):>11.1f}{acc(rows, 'shared'):>13.1f}"
+              f"{acc(discovered, 'drop'):>11.1f}{acc(discovered, 'shared'):>13.1f}"
               f"{acc(undiscovered, 'drop'):>15.1f}{acc(undiscovered, 'shared'):>17.1f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
