@@ -45,13 +45,13 @@ def model_cached(cfg) -> bool:
     return path.exists() and path.with_suffix(".json").exists()
 
 
-def get_task(cfg) -> Task:
+def get_task(cfg, warn_untrained: bool = True) -> Task:
     """The task of ``cfg`` from this process's cache, else :func:`prepare` (loads the cached model)."""
     key = task_key(cfg)
     if key in _TASKS:
         _TASKS.move_to_end(key)
         return _TASKS[key]
-    if not model_cached(cfg):
+    if warn_untrained and not model_cached(cfg):
         log.warning("no cached model for %s/%s seed %s in %s: training it in this worker "
                     "(put runtime.cache_dir on a shared filesystem for multi-node runs)",
                     cfg.corruption.kind, cfg.model.variant, cfg.train.seed, cfg.runtime.cache_dir)
@@ -203,7 +203,7 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
         cfg = copy.deepcopy(cfg)
         cfg.runtime.progress = not quiet
         try:
-            task = get_task(cfg)
+            task = get_task(cfg, warn_untrained=False)
             if not quiet:
                 print(f"  trained in {task.train_seconds:.1f}s", flush=True)
         except Exception:
