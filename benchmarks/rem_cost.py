@@ -82,12 +82,11 @@ def main() -> None:
     rem_times = {e: unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
                             epochs=e).wall_time_s for e in budgets}
     train = task.corrupted.train
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[train.rows_of(forget)] = False
+    retain = train.subset(train.rows_except(train.rows_of(forget)))
     fresh = task.runtime.prepare(type(task.model)(**task.model.arch))
     partition_state(fresh).p_mem = partition_state(task.model).p_mem
     start = time.perf_counter()
-    train_model(fresh, train.subset(torch.nonzero(keep).flatten()), cfg.train, task.runtime)
+    train_model(fresh, retain, cfg.train, task.runtime)
     retrain_s = time.perf_counter() - start
     for e, rem_total in rem_times.items():
         print(f"(b) REM total {rem_total:.1f} s ({e:g} repair epoch(s) + flush + selection) / "

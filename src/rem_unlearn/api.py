@@ -75,10 +75,8 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
         runtime = from_dict(RuntimeConfig, runtime, where="runtime")
     if not isinstance(runtime, Runtime):
         runtime = Runtime.from_config(runtime)
-    keep = torch.ones(len(train_set), dtype=torch.bool)
-    keep[rows] = False
     working = runtime.prepare(copy.deepcopy(model))
-    ctx = UnlearnContext(working, train_set, rows, torch.nonzero(keep).flatten(), runtime, config,
+    ctx = UnlearnContext(working, train_set, rows, train_set.rows_except(rows), runtime, config,
                          patch_size=patch_size, pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
                          on_epoch=on_epoch)

@@ -202,8 +202,9 @@ def _unlearn_user_model(args, forget, overrides: dict) -> int:
     from .config import RuntimeConfig
     from .data.user import load_training_set
     from .models import check_classifier, discard, expand, gates
+    from .metrics import known_data_accuracy
     from .models.factory import build_user_model
-    from .training import Batcher, Runtime, accuracy
+    from .training import Batcher, Runtime
 
     missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
                                     ("--train-data", args.train_data)) if not v]
@@ -231,18 +232,10 @@ def _unlearn_user_model(args, forget, overrides: dict) -> int:
     else:
         layers = [n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
         big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed)
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[rows] = False
-    retain = keep.nonzero().flatten()
-
-    def scores(m) -> dict[str, float]:
-        m = runtime.prepare(m)
-        return {"forget_accuracy": accuracy(m, batcher, rows), "retain_accuracy": accuracy(m, batcher, retain)}
-
-    before = scores(big)
+    before = known_data_accuracy(runtime.prepare(big), batcher, rows)
     result = unlearn(big, train, forget, args.method, runtime=runtime, **overrides)
     final = result.model if args.keep_capacity else discard(result.model)
-    after = scores(final)
+    after = known_data_accuracy(runtime.prepare(final), batcher, rows)
     print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
     for name, row in (("trained", before), (args.method, after)):
         print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")

@@ -36,6 +36,13 @@ def inference_model(model: nn.Module, runtime: Runtime) -> nn.Module:
     return runtime.prepare(plain).eval()
 
 
+def known_data_accuracy(model: nn.Module, batcher: Batcher, forget_rows: torch.Tensor) -> dict[str, float]:
+    """Accuracy on D_f and on D_r (every other row of ``batcher``'s data), against the stored labels."""
+    retain_rows = batcher.data.rows_except(forget_rows)
+    return {"forget_accuracy": accuracy(model, batcher, forget_rows),
+            "retain_accuracy": accuracy(model, batcher, retain_rows)}
+
+
 @dataclass
 class Evaluator:
     """Everything needed to score a model on one corrupted task, built once and reused."""
@@ -84,12 +91,7 @@ class Evaluator:
             "attack_success": asr, "test_accuracy": test_acc, "forget_accuracy": None, "retain_accuracy": None,
         }
         if forget_ids is not None:
-            train = c.train
-            f_rows = train.rows_of(forget_ids)
-            keep = torch.ones(len(train), dtype=torch.bool)
-            keep[f_rows] = False
-            out["forget_accuracy"] = accuracy(model, self.train_batcher, f_rows)
-            out["retain_accuracy"] = accuracy(model, self.train_batcher, torch.nonzero(keep).flatten())
+            out.update(known_data_accuracy(model, self.train_batcher, c.train.rows_of(forget_ids)))
         return out
 
 

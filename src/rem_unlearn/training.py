@@ -210,7 +210,7 @@ def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime
     return history
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str = "drop",
             triggered: torch.Tensor | None = None, shared_ids: torch.Tensor | None = None,
             batch_size: int = 256) -> torch.Tensor:
@@ -226,7 +226,7 @@ def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str
         r = rows[start:start + batch_size]
         trig = None if triggered is None else triggered[start:start + batch_size]
         x, _, ids = batcher.batch(r, augment=False, triggered=trig)
-        with torch.inference_mode(), batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
+        with batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
             out.append(model(x).argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)

@@ -33,14 +33,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def _init_worker(threads: int | None) -> None:
-    _set_threads(threads)
-
-
-def _pool_cell(cell: Cell, key: str) -> dict[str, Any]:
-    return runner.run_cell(cell, key)
-
-
 class LocalEngine:
     """``workers=1``: cells one after another in this process (fastest on a few cores).
 
@@ -79,8 +71,8 @@ class LocalEngine:
     def _pool(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(cells)),
                                    mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.threads,))
-        futures = {pool.submit(_pool_cell, cell, cell_key(cell)): cell for cell in cells}
+                                   initializer=_set_threads, initargs=(self.threads,))
+        futures = {pool.submit(runner.run_cell, cell, cell_key(cell)): cell for cell in cells}
         try:
             for fut in as_completed(futures):
                 try:

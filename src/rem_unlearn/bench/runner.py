@@ -73,20 +73,15 @@ def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, 
     not depend on the discovery rate, so it is evaluated once per task; the
     forget/retain accuracies are measured on ``model`` as the evaluator does.
     """
-    from ..metrics import inference_model
-    from ..training import accuracy
+    from ..metrics import inference_model, known_data_accuracy
 
-    model = inference_model(model, task.runtime)
     cached = getattr(task, "_bench_trained_metrics", None)
     if cached is None:
         cached = task.evaluate(task.model)
         task._bench_trained_metrics = cached  # type: ignore[attr-defined]
-    evaluator, train = task.evaluate, task.corrupted.train
-    f_rows = train.rows_of(forget_ids)
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[f_rows] = False
-    return {**cached, "forget_accuracy": accuracy(model, evaluator.train_batcher, f_rows),
-            "retain_accuracy": accuracy(model, evaluator.train_batcher, torch.nonzero(keep).flatten())}
+    forget_rows = task.corrupted.train.rows_of(forget_ids)
+    return {**cached, **known_data_accuracy(inference_model(model, task.runtime), task.evaluate.train_batcher,
+                                            forget_rows)}
 
 
 def clear_task_cache() -> None:

@@ -57,6 +57,12 @@ class ImageDataset:
     def image_size(self) -> int:
         return self.images.shape[-1]
 
+    def rows_except(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every row position not in ``rows`` (e.g. D_r = D_tr minus the forget rows), in order."""
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[torch.as_tensor(rows, dtype=torch.long)] = False
+        return torch.nonzero(keep).flatten()
+
     def subset(self, rows: torch.Tensor) -> "ImageDataset":
         """Rows by position (not id); ids, labels and trigger flags follow."""
         rows = torch.as_tensor(rows, dtype=torch.long)

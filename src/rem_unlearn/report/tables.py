@@ -181,8 +181,8 @@ def catastrophic_cells(
     """Per unlearning method, the ok cells scoring more than ``margin`` below the trained model.
 
     The reference is the mean score of the trained model's records (``none``, or ``etd`` on an
-    ETD model: :func:`reference_method`) with the same (dataset, variant, corruption, seed): unlearning that ends up worse than not unlearning at all is the
-    failure mode this flags. Cells without a trained reference are not judged. Each entry is
+    ETD model: :func:`reference_method`) with the same (dataset, variant, corruption, seed):
+    unlearning that ends up worse than not unlearning at all is the failure mode this flags. Cells without a trained reference are not judged. Each entry is
     the cell dict plus ``score`` and ``trained_score``.
     """
     recs = [r for r in records if is_ok(r)]
@@ -241,10 +241,9 @@ def cell_table(records: Iterable[Mapping[str, Any]], rates: Sequence[float] | No
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for key in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2], k[3])):
         recs = groups[key]
-        stats = [_fmt(mean_sem([v for r in recs if (v := metric_value(r, m)) is not None]))
-                 for m in SUMMARY_METRICS]
-        if len(recs) == 1:  # one seed: no SEM to show
-            stats = [s.split(" ± ")[0] for s in stats]
-        lines.append("| " + " | ".join([method_label(key[0]), key[1], key[2], f"{key[3]:g}", *stats,
+        stats = [mean_sem([v for r in recs if (v := metric_value(r, m)) is not None]) for m in SUMMARY_METRICS]
+        # one seed: no SEM to show
+        cells = [_fmt(s) if len(recs) > 1 or math.isnan(s[0]) else f"{s[0]:.2f}" for s in stats]
+        lines.append("| " + " | ".join([method_label(key[0]), key[1], key[2], f"{key[3]:g}", *cells,
                                          str(len(recs))]) + " |")
     return "\n".join(lines) + "\n"
