@@ -24,7 +24,7 @@ def inference_model(model: nn.Module, runtime: Runtime) -> nn.Module:
 
     Its outputs equal the drop-mode outputs (tested to 1e-5), and a capacity-0.5
     ResNet-9 costs about a quarter of the FLOPs: evaluating a benchmark cell
-    this way is 1.8-1.9x faster on CPU, with identical metrics.  Models without
+    this way is 1.9x faster on CPU, with identical metrics (benchmarks/eval_speed.py).  Models without
     gates are returned as they are.
     """
     if not gates(model):
