@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import UserError
+
 DATASET_NAMES = ("fashion-mnist", "cifar10", "svhn")
 CORRUPTION_KINDS = ("random", "interclass", "poison")
 ARCHS = ("resnet9", "vit", "resnet18", "smallcnn")
 VARIANTS = ("capacity", "etd")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key that is not valid."""
 
 
@@ -178,15 +180,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         _choice(value, typing.get_args(tp), where)
         return value
-    if origin is tuple:
+    if origin in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} expects a list, got {value!r}")
+    if origin is tuple:
         args = typing.get_args(tp)
         inner = args[0] if args else str
         return tuple(_coerce(v, inner, where) for v in value)
     if origin is list:
-        if isinstance(value, str):
-            value = [v for v in value.strip("[] ").split(",") if v.strip()]
         (inner,) = typing.get_args(tp) or (str,)
         return [_coerce(v, inner, where) for v in value]
     if origin is dict:
@@ -273,17 +276,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def read_config_file(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    """A TOML, YAML (.yaml/.yml) or JSON (.json) file holding a mapping; anything else is a clear error."""
+    import yaml
 
-        return yaml.safe_load(text) or {}
-    if path.suffix == ".json":
-        return json.loads(text)
-    return tomllib.loads(text)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: {'not a file' if path.exists() else 'not found'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # ValueError: TOML and JSON errors
+        raise ConfigError(f"config file {path}: cannot be read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table/mapping of sections, got {type(data).__name__}")
+    return data
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None,

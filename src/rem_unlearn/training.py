@@ -18,14 +18,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .config import OptimConfig, RuntimeConfig, TrainConfig
+from .config import ConfigError, OptimConfig, RuntimeConfig, TrainConfig
 from .data.augment import augment as augment_images
 from .data.augment import max_normalized_value, normalize, stamp_trigger
 from .data.base import ImageDataset
+from .errors import UserError
 from .models.gates import gates, partition
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """A loss became NaN/inf; the caller's model is left untouched (methods work on copies)."""
 
 
@@ -41,7 +42,7 @@ class Runtime:
         cfg = cfg or RuntimeConfig()
         cfg.validate()
         if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("runtime.device=cuda but no CUDA device is available; use auto or cpu")
+            raise ConfigError("device cuda: no CUDA device is available here; use --device auto or cpu")
         device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                               ("cpu" if cfg.device == "auto" else cfg.device))
         if cfg.threads:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import ConfigError
 from ..data.base import ImageDataset
 
 
@@ -28,13 +29,13 @@ def resolve_size(size: float, n: int) -> int:
     """A count (>= 1) or a fraction (< 1) of ``n``."""
     count = int(round(size * n)) if size < 1 else int(size)
     if count <= 0:
-        raise ValueError(f"corruption size {size} gives no corrupted samples on a set of {n}")
+        raise ConfigError(f"corruption size {size} gives no corrupted samples on a set of {n}")
     if count > n:
-        raise ValueError(f"corruption size {count} is larger than the training set ({n} samples)")
+        raise ConfigError(f"corruption size {count} is larger than the training set ({n} samples)")
     return count
 
 
 def choose(pool: torch.Tensor, count: int, generator: torch.Generator, what: str) -> torch.Tensor:
     if count > len(pool):
-        raise ValueError(f"cannot pick {count} samples for {what}: only {len(pool)} available")
+        raise ConfigError(f"cannot pick {count} samples for {what}: only {len(pool)} available")
     return pool[torch.randperm(len(pool), generator=generator)[:count]]

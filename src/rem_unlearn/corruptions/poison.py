@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from ..config import CorruptionConfig
+from ..config import ConfigError, CorruptionConfig
 from ..data.base import ImageDataset
 from .base import CorruptedData, choose, resolve_size
 
@@ -21,9 +21,9 @@ from .base import CorruptedData, choose, resolve_size
 def poison_trigger(train: ImageDataset, cfg: CorruptionConfig) -> CorruptedData:
     t = cfg.target_class
     if not 0 <= t < train.num_classes:
-        raise ValueError(f"poison target_class must be in 0..{train.num_classes - 1}, got {t}")
+        raise ConfigError(f"poison target_class must be in 0..{train.num_classes - 1}, got {t}")
     if cfg.patch_size > train.image_size:
-        raise ValueError(f"patch_size {cfg.patch_size} is larger than the image ({train.image_size})")
+        raise ConfigError(f"patch_size {cfg.patch_size} is larger than the image ({train.image_size})")
     count = resolve_size(cfg.size, len(train))
     g = torch.Generator().manual_seed(cfg.seed)
     rows = choose(torch.nonzero(train.labels != t).flatten(), count, g, "poisoning (non-target classes)")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .base import ImageDataset
-from .errors import DatasetNotFoundError, cache_dir, download as fetch_url
+from .errors import DatasetFileError, DatasetNotFoundError, cache_dir, download as fetch_url
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
@@ -25,9 +25,9 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="bytes")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ValueError(f"{path}: not a readable CIFAR pickle (truncated or wrong file: {exc!r})") from exc
+        raise DatasetFileError(f"{path}: not a readable CIFAR pickle (truncated or wrong file: {exc!r})") from exc
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict pickle, got {type(obj).__name__}")
+        raise DatasetFileError(f"{path}: expected a dict pickle, got {type(obj).__name__}")
     return obj
 
 
@@ -35,12 +35,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     data, labels = d.get(b"data"), d.get(b"labels")
     if data is None or labels is None:
-        raise ValueError(f"{path}: missing b'data' or b'labels' (not a CIFAR-10 batch)")
+        raise DatasetFileError(f"{path}: missing b'data' or b'labels' (not a CIFAR-10 batch)")
     data, labels = np.asarray(data), np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise ValueError(f"{path}: data {data.dtype}{data.shape} / labels {labels.shape}, expected uint8 (N, 3072) and (N,)")
+        raise DatasetFileError(f"{path}: data {data.dtype}{data.shape} / labels {labels.shape}, expected uint8 (N, 3072) and (N,)")
     if labels.size and (labels.min() < 0 or labels.max() >= 10):
-        raise ValueError(f"{path}: labels outside 0..9")
+        raise DatasetFileError(f"{path}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -52,10 +52,10 @@ def _fetch(root: Path) -> None:
             members = [m for m in tar.getmembers() if m.name.split("/")[0] == FOLDER]
             for m in members:
                 if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute() or ".." in Path(m.name).parts:
-                    raise ValueError(f"{tar_path}: unsafe member {m.name!r}")
+                    raise DatasetFileError(f"{tar_path}: unsafe member {m.name!r}")
             tar.extractall(root, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ValueError(f"{tar_path}: corrupt or truncated archive ({exc})") from exc
+        raise DatasetFileError(f"{tar_path}: corrupt or truncated archive ({exc})") from exc
     tar_path.unlink()
 
 

@@ -12,9 +12,15 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from ..errors import UserError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The dataset files are not on disk (and could not or may not be downloaded)."""
+
+
+class DatasetFileError(UserError, ValueError):
+    """A dataset file that is truncated, corrupt or of another format."""
 
 
 def cache_dir(name: str) -> Path:

@@ -9,7 +9,7 @@ import torch
 
 from .base import ImageDataset
 from .cifar10 import MEAN, STD  # the paper normalises SVHN with CIFAR-10 statistics
-from .errors import DatasetNotFoundError, cache_dir, download as fetch_url
+from .errors import DatasetFileError, DatasetNotFoundError, cache_dir, download as fetch_url
 
 URL = "http://ufldl.stanford.edu/housenumbers/{split}_32x32.mat"
 SPLITS = ("train", "test", "extra")
@@ -23,13 +23,13 @@ def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path, variable_names=("X", "y"))
         x, y = np.asarray(mat["X"]), np.asarray(mat["y"])
     except Exception as exc:  # scipy raises many types (MatReadError, ValueError, KeyError, ...)
-        raise ValueError(f"{path}: not a readable SVHN .mat file (truncated or wrong file: {exc!r})") from exc
+        raise DatasetFileError(f"{path}: not a readable SVHN .mat file (truncated or wrong file: {exc!r})") from exc
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
-        raise ValueError(f"{path}: X {x.dtype}{x.shape} / y {y.shape}, expected uint8 (32, 32, 3, N) and (N, 1)")
+        raise DatasetFileError(f"{path}: X {x.dtype}{x.shape} / y {y.shape}, expected uint8 (32, 32, 3, N) and (N, 1)")
     y = y.reshape(-1).astype(np.int64)
     y[y == 10] = 0  # SVHN stores digit 0 as label 10
     if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{path}: labels outside 1..10")
+        raise DatasetFileError(f"{path}: labels outside 1..10")
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y
 
 

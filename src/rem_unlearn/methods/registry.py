@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
-from .base import Method
+from ..config import ConfigError, from_dict, validate_tree
+from .base import Method, UnlearnConfig
 
 METHODS: dict[str, type[Method]] = {}
 _entry_points_loaded = False
@@ -40,10 +42,17 @@ def load_entry_points() -> None:
 def get_method(name: str) -> type[Method]:
     load_entry_points()
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}")
+        raise ConfigError(f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
 def method_names() -> list[str]:
     load_entry_points()
     return sorted(METHODS)
+
+
+def method_config(name: str, overrides: dict[str, Any] | None = None) -> UnlearnConfig:
+    """The validated config of method ``name`` with ``overrides``; an unknown field names the valid ones."""
+    config = from_dict(get_method(name).Config, dict(overrides or {}), where=name)
+    validate_tree(config)
+    return config

@@ -31,13 +31,22 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .gates import PartitionGate, PartitionState, gates, share_state
 
 SUPPORTED = (nn.Conv2d, nn.Linear)
 
 
-class NotAClassifierError(ValueError):
+class NotAClassifierError(UserError, ValueError):
     """The model does not map a batch to (batch, num_classes) logits, which every method needs."""
+
+
+class ExpandError(UserError, ValueError):
+    """Layers or settings that :func:`expand` cannot use."""
+
+
+class LayerTypeError(ExpandError, TypeError):
+    """A named layer that is not a plain ``nn.Conv2d``/``nn.Linear``."""
 
 
 class ExpandedLayer(nn.Module):
@@ -88,18 +97,18 @@ def _choose(model: nn.Module, layers: str | Iterable[str] | None) -> list[str]:
         if linears:
             names.remove(linears[-1])  # the classifier: the last registered Linear
         if not names:
-            raise ValueError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear layer to expand"
+            raise ExpandError(f"{type(model).__name__} has no nn.Conv2d or nn.Linear layer to expand"
                              f"{f' besides the classifier {linears[-1]!r}' if linears else ''}; its layers: "
                              f"{_describe(model)}. Name layers explicitly with layers=[...]")
         return names
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
-        raise ValueError("layers=[] selects nothing to expand")
+        raise ExpandError("layers=[] selects nothing to expand")
     for n in names:
         if n not in found:
-            raise ValueError(f"{type(model).__name__} has no layer named {n!r}; its layers: {_describe(model)}")
+            raise ExpandError(f"{type(model).__name__} has no layer named {n!r}; its layers: {_describe(model)}")
         if type(found[n]) not in SUPPORTED:
-            raise TypeError(f"cannot expand layer {n!r} of type {type(found[n]).__name__}: only plain nn.Conv2d "
+            raise LayerTypeError(f"cannot expand layer {n!r} of type {type(found[n]).__name__}: only plain nn.Conv2d "
                             "and nn.Linear layers can carry redirection capacity")
     return list(dict.fromkeys(names))
 
@@ -110,24 +119,34 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 @torch.no_grad()
-def check_classifier(model: nn.Module, example_input: torch.Tensor, num_classes: int) -> None:
-    """Fail early unless ``model(example_input)`` gives (batch, num_classes) logits: REM's losses are
-    per-sample cross-entropies.  Runs once in eval mode (no BN statistics change)."""
+def classifier_outputs(model: nn.Module, example_input: torch.Tensor, expected: int | None = None) -> int:
+    """The number of classes ``model`` scores: it must map a batch to (batch, K) logits (REM's losses are
+    per-sample cross-entropies).  Runs once in eval mode (no BN statistics change)."""
     was_training = model.training
     model.eval()
     try:
-        out = model(example_input)
-    except Exception as e:
+        with torch.no_grad():
+            out = model(example_input)
+    except Exception as e:  # the user's forward: whatever it raises, the model cannot take these inputs
         raise NotAClassifierError(f"{type(model).__name__} failed on an input of shape "
-                                  f"{tuple(example_input.shape)}: {e}") from e
+                                  f"{tuple(example_input.shape)}: {type(e).__name__}: {e}") from e
     finally:
         model.train(was_training)
     batch = example_input.shape[0]
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, num_classes):
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != batch or out.shape[1] < 1:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NotAClassifierError(f"{type(model).__name__} is not a classifier: an input of shape "
+                                  f"{tuple(example_input.shape)} gave {got}, expected logits of shape "
+                                  f"({batch}, {expected or 'number of classes'})")
+    return int(out.shape[1])
+
+
+def check_classifier(model: nn.Module, example_input: torch.Tensor, num_classes: int) -> None:
+    """Fail early unless ``model(example_input)`` gives (batch, num_classes) logits."""
+    k = classifier_outputs(model, example_input, num_classes)
+    if k != num_classes:
         raise NotAClassifierError(f"{type(model).__name__} is not a {num_classes}-class classifier: an input of "
-                                  f"shape {tuple(example_input.shape)} gave {got}, expected logits of shape "
-                                  f"({batch}, {num_classes})")
+                                  f"shape {tuple(example_input.shape)} gave {k} outputs per sample")
 
 
 def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = 0.2,
@@ -144,11 +163,11 @@ def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: f
     ``num_classes`` the model is first checked to be a classifier.
     """
     if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
+        raise ExpandError(f"width must be positive, got {width}")
     if not 0.0 <= p_mem <= 1.0:
-        raise ValueError(f"p_mem must be in [0, 1], got {p_mem}")
+        raise ExpandError(f"p_mem must be in [0, 1], got {p_mem}")
     if gates(model):
-        raise ValueError(f"{type(model).__name__} already has partition gates; REM uses them directly")
+        raise ExpandError(f"{type(model).__name__} already has partition gates; REM uses them directly")
     if (example_input is None) != (num_classes is None):
         raise ValueError("give both example_input and num_classes to check the model, or neither")
     if example_input is not None:

@@ -17,8 +17,10 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..errors import UserError
 
-class ModelFactoryError(ValueError):
+
+class ModelFactoryError(UserError, ValueError):
     """``module:factory`` does not name a callable that builds an ``nn.Module``."""
 
 
@@ -35,7 +37,11 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
         mod_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
         sys.modules[name] = module
-        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        try:
+            mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:  # the user's own code: its error is theirs to fix (--debug shows the trace)
+            sys.modules.pop(name, None)
+            raise ModelFactoryError(f"--model {spec!r}: running {path} failed: {type(exc).__name__}: {exc}") from exc
     else:
         if "" not in sys.path:
             sys.path.insert(0, "")  # the current folder, as `python -m` would
@@ -52,7 +58,12 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def build_user_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    model = resolve_factory(spec)(**(kwargs or {}))
+    factory = resolve_factory(spec)
+    try:
+        model = factory(**(kwargs or {}))
+    except Exception as exc:  # the user's factory, e.g. called with a keyword it does not take
+        raise ModelFactoryError(f"--model {spec!r} with --model-kwargs {kwargs or {}}: "
+                                f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise ModelFactoryError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
