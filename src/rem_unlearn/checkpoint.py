@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import pickle
 import platform
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .errors import UserError
+from .files import atomic_path, atomic_write_bytes, atomic_write_json, json_text  # noqa: F401  (re-exported)
 
 CHECKPOINT_FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded into the requested model."""
 
 
@@ -33,24 +37,6 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-
 def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
@@ -58,41 +44,83 @@ def sidecar_path(path: Path) -> Path:
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
     """Weights to ``path`` (safetensors), ``meta`` plus architecture and versions to the sidecar.
 
-    The sidecar is written last, so a checkpoint without a sidecar is incomplete.
+    Both go through unique temporary files.  A stale sidecar is removed before
+    the weights are replaced and the new one is moved in last, so a sidecar
+    never describes other weights and a checkpoint without one is incomplete.
     """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
     full = {"format": CHECKPOINT_FORMAT, "class": type(model).__name__, "arch": getattr(model, "arch", None),
             "versions": versions(), **meta}
-    atomic_write_json(sidecar_path(path), full)
+    side = sidecar_path(path)
+    with atomic_path(side) as side_tmp:
+        side_tmp.write_text(json_text(full), encoding="utf-8")
+        with atomic_path(path) as weights_tmp:
+            save_file(state, str(weights_tmp))
+            side.unlink(missing_ok=True)
     return path
+
+
+def is_complete(path: str | Path) -> bool:
+    """Weights and sidecar are both there (the sidecar is written last)."""
+    return Path(path).is_file() and sidecar_path(Path(path)).is_file()
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     side = sidecar_path(Path(path))
-    if not side.exists():
+    if not side.is_file():
         raise CheckpointError(f"{path}: sidecar {side.name} is missing (incomplete or foreign checkpoint)")
-    return json.loads(side.read_text())
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{side}: not a readable checkpoint sidecar ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{side}: not a checkpoint sidecar (expected a JSON object)")
+    return meta
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights into ``model``; any key or shape mismatch is a clear error, nothing is half-loaded."""
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0][:200] if lines else "") or type(exc).__name__
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict from safetensors, or from ``.pt``/``.pth`` with ``torch.load(weights_only=True)``.
+
+    Whatever the file holds, the result is tensors only or a :class:`CheckpointError`:
+    a pickle that would run code is refused by the weights-only unpickler.
+    """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}" if not path.exists() else f"{path}: not a file")
     if path.suffix in (".pt", ".pth"):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
+        try:
+            with warnings.catch_warnings():  # e.g. about the pickle protocol: the outcome is all that matters
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{path}: refused, its pickle holds code or objects other than tensors "
+                                  "(only weights are read); save model.state_dict() instead") from exc
+        except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:  # torch.load's ways to fail
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, truncated or not written by "
+                                  f"torch.save ({_first_line(exc)})") from exc
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
     else:
         try:
             state = load_file(str(path))
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: not a state_dict (expected a mapping of names to tensors, "
+                              f"got {type(state).__name__})")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights into ``model``; any key or shape mismatch is a clear error, nothing is half-loaded."""
+    state = read_state(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from .heatmaps import plot_heatmaps, plot_wall_time
 from .html import write_index
 from .tables import (
@@ -93,9 +94,9 @@ def build_report(
     md += ["", "## Failed cells", "", f"{len(failed)} failed cell(s)."]
     md += [f"- {(r.get('cell') or {}).get('method')}: {_cell_text(r.get('cell') or {})}" for r in failed]
     paths["summary"] = out / "summary.md"
-    paths["summary"].write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write_text(paths["summary"], "\n".join(md) + "\n")
     paths["cells"] = out / "cells.md"
-    paths["cells"].write_text(f"# {title}: every cell\n\n" + cell_table(records), encoding="utf-8")
+    atomic_write_text(paths["cells"], f"# {title}: every cell\n\n" + cell_table(records))
 
     figures: list[Path] = []
     for dataset, variant in groups:

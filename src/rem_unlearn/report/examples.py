@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..corruptions.base import CorruptedData  # noqa: E402
+from ..files import atomic_savefig  # noqa: E402
 
 
 def plot_corrupted_examples(corrupted: CorruptedData, path: str | Path, n: int = 24, cols: int = 8) -> Path:
@@ -36,9 +37,7 @@ def plot_corrupted_examples(corrupted: CorruptedData, path: str | Path, n: int =
                      color="black" if true == stored else "crimson")
     fig.suptitle(f"{train.name}: {corrupted.kind} corruption ({len(corrupted.corrupted_ids)} samples)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    path = atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 

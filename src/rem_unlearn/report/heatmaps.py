@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
+from ..files import atomic_savefig  # noqa: E402
 from .tables import TRAINED, is_ok, mean_sem, metric_value, reference_method  # noqa: E402
 
 #: Rows top to bottom: statistical regularity of the corruption, high to low.
@@ -140,8 +141,7 @@ def plot_heatmaps(
                  label=f"{metric} − trained")
     where = "/".join(x for x in (dataset, variant) if x)
     fig.suptitle(f"{metric}" + (f" — {where}" if where else ""), fontsize=11)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    atomic_savefig(fig, path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -170,7 +170,6 @@ def plot_wall_time(records: Iterable[Mapping[str, Any]], path: str | Path) -> Pa
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("unlearning wall time (s)")
     ax.set_title("Wall time per method")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    atomic_savefig(fig, path, dpi=DPI)
     plt.close(fig)
     return path

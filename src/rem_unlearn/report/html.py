@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import quote
 
+from ..files import atomic_write_text
+
 _SEPARATOR = re.compile(r"^\|[\s:|-]+\|$")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
@@ -109,5 +111,5 @@ def write_index(
         + "\n</body>\n</html>\n"
     )
     path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)
     return path

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from ..files import atomic_path
 
 #: Metrics summarised per method; ``wall_time`` comes from ``wall_time_s``.
 SUMMARY_METRICS: tuple[str, ...] = ("healed", "utility", "score", "wall_time")
@@ -77,17 +77,11 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     fields: dict[str, None] = {}
     for row in rows:
         fields.update(dict.fromkeys(row))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(fields), restval="")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields), restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return path
 
 
