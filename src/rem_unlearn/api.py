@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from .config import RuntimeConfig, TrainConfig, from_dict, to_dict, validate_tree
+from .config import RuntimeConfig, TrainConfig, from_dict, to_dict
 from .data.base import ImageDataset
+from .data.user import UserDataError
+from .ids import ForgetIdError, as_integers
 from .methods.base import UnlearnContext
-from .models.expand import check_classifier
-from .methods.registry import get_method
-from .training import Runtime
+from .methods.registry import get_method, method_config
+from .models.expand import classifier_outputs
+from .training import Batcher, Runtime
 
-
-class ForgetIdError(ValueError):
-    """Forget ids that cannot be used; raised before any work is done."""
+__all__ = ["ForgetIdError", "UnlearnResult", "forget_rows", "match_classes", "unlearn"]
 
 
 @dataclass
@@ -29,6 +29,12 @@ class UnlearnResult:
     config: dict[str, Any]
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    selected: str | None = None  # what the proxy selection kept: "start" (the original model), "round 3", ...
+
+    @property
+    def improved(self) -> bool | None:
+        """False when the selection kept the original model (no round beat it); None without a selection."""
+        return None if self.selected is None else self.selected != "start"
 
     def discard(self) -> nn.Module:
         """The model with the redirection capacity physically removed (plain module)."""
@@ -38,14 +44,10 @@ class UnlearnResult:
 
 
 def forget_rows(train: ImageDataset, forget_ids) -> torch.Tensor:
-    """Rows of D_f in ``train``; empty, duplicated, negative or unknown ids are clear errors."""
-    ids = torch.as_tensor(forget_ids)
+    """Rows of D_f in ``train``; empty, non-integer, duplicated or unknown ids are clear errors."""
+    ids = as_integers(forget_ids, "forget ids")
     if ids.numel() == 0:
         raise ForgetIdError("the forget set is empty: give at least one sample id")
-    if ids.is_floating_point():
-        if not bool((ids == ids.round()).all()):
-            raise ForgetIdError("forget ids must be integers")
-    ids = ids.long().flatten()
     uniq, counts = torch.unique(ids, return_counts=True)
     if bool((counts > 1).any()):
         raise ForgetIdError(f"duplicated forget ids: {uniq[counts > 1][:5].tolist()}")
@@ -57,6 +59,24 @@ def forget_rows(train: ImageDataset, forget_ids) -> torch.Tensor:
     return train.rows_of(ids)
 
 
+def match_classes(model: nn.Module, example_input: torch.Tensor, train: ImageDataset) -> ImageDataset:
+    """``train`` with ``num_classes`` taken from the model's outputs, not from the largest label.
+
+    Labels beyond the outputs, or class names (a ``.npz``'s ``class_names``,
+    an image folder's classes) that do not match them, are clear errors.
+    """
+    k = classifier_outputs(model, example_input)
+    top = int(train.labels.max())
+    if top >= k:
+        raise UserDataError(f"{train.name}: label {top} is out of range for a model with {k} outputs "
+                            f"(labels must be 0..{k - 1})")
+    if train.class_names and len(train.class_names) != k:
+        raise UserDataError(f"{train.name} has {len(train.class_names)} classes "
+                            f"({', '.join(train.class_names[:4])}{', ...' if len(train.class_names) > 4 else ''}) "
+                            f"but the model has {k} outputs")
+    return train if train.num_classes == k else replace(train, num_classes=k)
+
+
 def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
             runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
             oracle_ids=None, patch_size: int = 3, on_epoch=None, **overrides) -> UnlearnResult:
@@ -66,8 +86,7 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     ``optim={"lr": 0.01}``); an unknown name is an error listing the valid ones.
     """
     cls = get_method(method)
-    config = from_dict(cls.Config, overrides, where=method)
-    validate_tree(config)
+    config = method_config(method, overrides)
     rows = forget_rows(train_set, forget_ids)
     if len(rows) == len(train_set):
         raise ForgetIdError("the forget set covers the whole training set; nothing would be retained")
@@ -76,14 +95,15 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     if not isinstance(runtime, Runtime):
         runtime = Runtime.from_config(runtime)
     working = runtime.prepare(copy.deepcopy(model))
+    x, _, _ = Batcher(train_set, runtime).batch(torch.arange(min(2, len(train_set))), augment=False)
+    train_set = match_classes(working, x, train_set)  # a clear error before any training
     ctx = UnlearnContext(working, train_set, rows, train_set.rows_except(rows), runtime, config,
                          patch_size=patch_size, pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
                          on_epoch=on_epoch)
-    x, _, _ = ctx.eval_batcher.batch(ctx.all_rows[:2], augment=False)
-    check_classifier(working, x, train_set.num_classes)  # a clear error before any training
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     out = cls(config).run(ctx)
     wall = time.perf_counter() - start
-    return UnlearnResult(out.eval(), method, to_dict(config), ctx.history, wall)
+    selected = next((row.get("at") for row in reversed(ctx.history) if row.get("event") == "selected"), None)
+    return UnlearnResult(out.eval(), method, to_dict(config), ctx.history, wall, selected)

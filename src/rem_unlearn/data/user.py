@@ -9,7 +9,13 @@ refer to them:
   optional ``class_names``.
 * a folder ``root/<class>/<image>``: classes are the sub-folders in sorted
   order, ids are the positions in the sorted list of ``<class>/<file>``
-  paths (:func:`folder_manifest` lists them, so a user can look ids up).
+  paths (:func:`folder_manifest` lists them, so a user can look ids up).  A
+  class folder without images is an error: it would be a class the model
+  never sees.
+
+The number of classes is the number of class names (``class_names``, the
+class folders) when there are any; otherwise the largest label + 1 stands in
+until :func:`rem_unlearn.api.match_classes` takes it from the model's outputs.
 
 Mean and std default to the training set's own per-channel statistics.
 Horizontal flips are off (they are wrong for digits and text); pass
@@ -20,15 +26,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import zipfile
+import zlib
+
 import numpy as np
 import torch
 
+from ..errors import UserError
+from ..ids import as_integers
 from .base import ImageDataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class UserDataError(ValueError):
+class UserDataError(UserError, ValueError):
     """A training set given by the user cannot be read as images with labels and ids."""
 
 
@@ -52,64 +63,95 @@ def _to_nchw(images: np.ndarray, where: str) -> torch.Tensor:
                             f"got {images.shape}")
     if images.shape[-1] != images.shape[-2]:
         raise UserDataError(f"{where}: images must be square, got {images.shape[-2]}x{images.shape[-1]}")
+    if images.shape[-1] == 0 or images.shape[1] == 0:
+        raise UserDataError(f"{where}: images of shape {images.shape[1:]} hold no pixels")
     return torch.from_numpy(np.ascontiguousarray(images))
+
+
+def per_channel(values, channels: int, what: str, where: str) -> tuple[float, ...]:
+    """``mean`` or ``std``: one finite value per channel (a positive one for ``std``)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (ValueError, TypeError):
+        raise UserDataError(f"{where}: {what} must be numbers, one per channel") from None
+    if arr.size != channels or not np.isfinite(arr).all():
+        raise UserDataError(f"{where}: {what} needs {channels} finite value(s), one per channel, got {arr.tolist()[:8]}")
+    if what == "std" and (arr <= 0).any():
+        raise UserDataError(f"{where}: std must be positive, got {arr.tolist()}")
+    return tuple(float(v) for v in arr)
 
 
 def make_dataset(images: torch.Tensor, labels, ids=None, *, name: str = "user", num_classes: int | None = None,
                  mean=None, std=None, class_names=(), flip: bool = False) -> ImageDataset:
     """An :class:`ImageDataset` from tensors, with the checks a user's data needs."""
-    labels = torch.as_tensor(np.asarray(labels)).long().flatten()
+    labels = as_integers(labels, f"{name}: labels", UserDataError)
     n = images.shape[0]
     if n == 0:
         raise UserDataError(f"{name}: the training set is empty")
     if len(labels) != n:
         raise UserDataError(f"{name}: {n} images but {len(labels)} labels")
-    ids = torch.arange(n) if ids is None else torch.as_tensor(np.asarray(ids)).long().flatten()
+    ids = torch.arange(n) if ids is None else as_integers(ids, f"{name}: ids", UserDataError)
     if len(ids) != n:
         raise UserDataError(f"{name}: {n} images but {len(ids)} ids")
     if len(torch.unique(ids)) != n:
         raise UserDataError(f"{name}: sample ids must be distinct")
     if int(labels.min()) < 0:
         raise UserDataError(f"{name}: labels must be non-negative class indices")
-    k = int(num_classes or max(int(labels.max()) + 1, len(class_names)))
+    class_names = tuple(str(c) for c in np.ravel(np.asarray(class_names, dtype=object)))
+    k = int(num_classes or len(class_names) or int(labels.max()) + 1)
     if int(labels.max()) >= k:
-        raise UserDataError(f"{name}: label {int(labels.max())} is out of range for {k} classes")
-    if mean is None or std is None:
+        raise UserDataError(f"{name}: label {int(labels.max())} is out of range for {k} classes"
+                            f"{f' ({len(class_names)} class names)' if class_names else ''}")
+    if (mean is None) != (std is None):
+        raise UserDataError(f"{name}: give both mean and std, or neither")
+    if mean is None:
         mean, std = _channel_stats(images)
-    return ImageDataset(name, images, labels, ids, k, tuple(float(v) for v in np.ravel(mean)),
-                        tuple(float(v) for v in np.ravel(std)), tuple(str(c) for c in class_names), flip=flip)
+    channels = images.shape[1]
+    return ImageDataset(name, images, labels, ids, k, per_channel(mean, channels, "mean", name),
+                        per_channel(std, channels, "std", name), class_names, flip=flip)
 
 
 def load_npz(path: str | Path, flip: bool = False) -> ImageDataset:
     path = Path(path)
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)  # numpy's and zipfile's failures
     try:
-        arrays = np.load(path, allow_pickle=False)
-    except Exception as exc:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as exc:
         raise UserDataError(f"{path}: not a readable .npz file ({exc})") from exc
-    missing = [k for k in ("images", "labels") if k not in arrays.files]
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UserDataError(f"{path}: a single .npy array, not a .npz archive of named arrays")
+    with archive:
+        try:
+            arrays = {k: archive[k] for k in archive.files}  # read everything now: a truncated member fails here
+        except unreadable as exc:
+            raise UserDataError(f"{path}: not a readable .npz file ({exc})") from exc
+    missing = [k for k in ("images", "labels") if k not in arrays]
     if missing:
-        raise UserDataError(f"{path}: missing array(s) {missing}; it has {sorted(arrays.files)} "
+        raise UserDataError(f"{path}: missing array(s) {missing}; it has {sorted(arrays)} "
                             "(need images, labels; optional ids, mean, std, class_names)")
-    get = lambda k: arrays[k] if k in arrays.files else None  # noqa: E731
-    names = get("class_names")
-    return make_dataset(_to_nchw(arrays["images"], str(path)), arrays["labels"], get("ids"), name=path.stem,
-                        mean=get("mean"), std=get("std"), class_names=() if names is None else list(names),
+    names = arrays.get("class_names")
+    return make_dataset(_to_nchw(arrays["images"], str(path)), arrays["labels"], arrays.get("ids"), name=path.stem,
+                        mean=arrays.get("mean"), std=arrays.get("std"), class_names=() if names is None else names,
                         flip=flip)
+
+
+def _class_folders(root: Path) -> list[str]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise UserDataError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
+    return classes
 
 
 def folder_manifest(root: str | Path) -> list[tuple[int, str, int]]:
     """``(id, "<class>/<file>", label)`` for every image under ``root``, in id order."""
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise UserDataError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
     rows: list[tuple[int, str, int]] = []
-    for label, cls in enumerate(classes):
-        for f in sorted((root / cls).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                rows.append((len(rows), f"{cls}/{f.name}", label))
-    if not rows:
-        raise UserDataError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    for label, cls in enumerate(_class_folders(root)):
+        files = [f for f in sorted((root / cls).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise UserDataError(f"{root / cls}: an empty class folder (no {', '.join(IMAGE_SUFFIXES)} files); "
+                                "remove it or add its images")
+        rows += [(len(rows) + i, f"{cls}/{f.name}", label) for i, f in enumerate(files)]
     return rows
 
 
@@ -125,12 +167,12 @@ def load_image_folder(root: str | Path, flip: bool = False) -> ImageDataset:
             with Image.open(root / rel) as img:
                 mode = mode or ("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
                 arrays.append(np.asarray(img.convert(mode)))
-        except Exception as exc:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL's ways to fail
             raise UserDataError(f"{root / rel}: not a readable image ({exc})") from exc
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise UserDataError(f"{root}: images differ in size or channels {sorted(shapes)[:4]}; resize them first")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = _class_folders(root)
     return make_dataset(_to_nchw(np.stack(arrays), str(root)), [m[2] for m in manifest],
                         [m[0] for m in manifest], name=root.name, num_classes=len(classes),
                         class_names=classes, flip=flip)
