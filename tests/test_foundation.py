@@ -154,15 +154,16 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
 
 def test_cache_key_changes_with_every_seed():
     base = ExperimentConfig()
-    keys = {model_key(base)}
+    keys = {model_key(base, "data")}
     for section, name in [("corruption", "seed"), ("train", "seed"), ("model", "mask_seed"), ("data", "subset_seed")]:
         cfg = ExperimentConfig()
         setattr(getattr(cfg, section), name, 7)
-        keys.add(model_key(cfg))
+        keys.add(model_key(cfg, "data"))
+    keys.add(model_key(base, "other data"))  # the training split's content is part of the key
     cfg = ExperimentConfig()
-    cfg.data.root = "/elsewhere"  # where the files are does not change the model
-    assert model_key(cfg) == model_key(base)
-    assert len(keys) == 5
+    cfg.data.root = "/elsewhere"  # where the files are does not change the model, only what they hold
+    assert model_key(cfg, "data") == model_key(base, "data")
+    assert len(keys) == 6
 
 
 def test_config_errors_name_valid_choices(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .base import ImageDataset
-from .errors import DatasetNotFoundError, cache_dir, download as fetch_url
+from .errors import DatasetFileError, DatasetNotFoundError, cache_dir, download as fetch_url
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -39,42 +39,67 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the suffix says
             raw = gzip.decompress(raw)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(f"{path}: corrupt or truncated gzip file ({exc})") from exc
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DatasetFileError(f"{path}: unreadable, or a corrupt or truncated gzip file ({exc})") from exc
     header = 4 + 4 * ndim
     if len(raw) < header or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim:
-        raise ValueError(f"{path}: not an unsigned-byte idx file with {ndim} dimension(s) (bad magic number)")
+        raise DatasetFileError(f"{path}: not an unsigned-byte idx file with {ndim} dimension(s) (bad magic number)")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
-        raise ValueError(f"{path}: size {len(raw)} bytes, expected {expected} for shape {dims} (truncated or wrong file)")
+        raise DatasetFileError(f"{path}: size {len(raw)} bytes, expected {expected} for shape {dims} (truncated or wrong file)")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
-def load_fashion_mnist(split: str = "train", root: str | None = None, download: bool = True) -> ImageDataset:
-    """Load a Fashion-MNIST split, searching ``root``, the Debian folder, then the user cache."""
-    if split not in FILES:
-        raise ValueError(f"fashion-mnist: unknown split {split!r}; valid: {sorted(FILES)}")
-    folders = [Path(root), Path(root) / "FashionMNIST" / "raw"] if root else []
-    folders += [SYSTEM_DIR, CACHE_DIR]
+def _find(folders: list[Path], split: str) -> list[Path] | None:
     for folder in folders:
         paths = [_locate(folder, stem) for stem in FILES[split]]
         if all(p is not None for p in paths):
-            break
+            return paths  # type: ignore[return-value]
+    return None
+
+
+def load_fashion_mnist(split: str = "train", root: str | None = None, download: bool | None = None) -> ImageDataset:
+    """Load a Fashion-MNIST split.
+
+    With ``root``, only ``root`` and ``root/FashionMNIST/raw`` are searched: a
+    root that does not hold the split is an error, never a silent switch to
+    another copy (``download=True`` fetches the files into ``root``).  Without
+    it: the Debian folder, then the user cache, then a download (unless
+    ``download=False``).
+    """
+    if split not in FILES:
+        raise ValueError(f"fashion-mnist: unknown split {split!r}; valid: {sorted(FILES)}")
+    wanted = " and ".join(f"{stem}[.gz]" for stem in FILES[split])
+    if root:
+        base = Path(root).expanduser()
+        if not base.is_dir():
+            raise DatasetNotFoundError(f"data.root {root}: no such folder")
+        folders = [base, base / "FashionMNIST" / "raw"]
+        paths = _find(folders, split)
+        if paths is None:
+            if not download:
+                raise DatasetNotFoundError(f"Fashion-MNIST {split} files ({wanted}) not found in data.root "
+                                           f"{' or '.join(map(str, folders))}; put them there, remove data.root "
+                                           "to use the installed copy, or set data.download=true to fetch them")
+            paths = [fetch_url(URL + stem + ".gz", base / (stem + ".gz")) for stem in FILES[split]]
     else:
-        hint = (
-            f"Fashion-MNIST {split} files not found in {', '.join(map(str, folders))}. "
-            f"Install them with `apt-get install dataset-fashion-mnist` (into {SYSTEM_DIR}), "
-            f"or download {URL} files into {CACHE_DIR}"
-        )
-        if not download:
-            raise DatasetNotFoundError(hint + " (or pass download=True)")
-        paths = [fetch_url(URL + stem + ".gz", CACHE_DIR / (stem + ".gz"), hint) for stem in FILES[split]]
+        folders = [SYSTEM_DIR, CACHE_DIR]
+        paths = _find(folders, split)
+        if paths is None:
+            hint = (
+                f"Fashion-MNIST {split} files not found in {', '.join(map(str, folders))}. "
+                f"Install them with `apt-get install dataset-fashion-mnist` (into {SYSTEM_DIR}), "
+                f"or download {URL} files into {CACHE_DIR}"
+            )
+            if download is False:
+                raise DatasetNotFoundError(hint + " (or pass download=True)")
+            paths = [fetch_url(URL + stem + ".gz", CACHE_DIR / (stem + ".gz"), hint) for stem in FILES[split]]
     images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
     if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-        raise ValueError(f"{paths[0]}: {images.shape} images do not match {labels.shape[0]} labels in {paths[1]}")
+        raise DatasetFileError(f"{paths[0]}: {images.shape} images do not match {labels.shape[0]} labels in {paths[1]}")
     if labels.size and labels.max() >= len(CLASS_NAMES):
-        raise ValueError(f"{paths[1]}: label {labels.max()} out of range 0..9")
+        raise DatasetFileError(f"{paths[1]}: label {labels.max()} out of range 0..9")
     return ImageDataset(
         name="fashion-mnist",
         images=torch.from_numpy(images.copy()).unsqueeze(1),
