@@ -37,8 +37,8 @@ examples:
 """
 
 
-def add_bench_parser(subparsers, func) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("bench", help="run the benchmark grid (resumable; local or Ray)",
+def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench", help="run the benchmark grid (resumable; local or Ray)", parents=list(parents),
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="default", choices=list(GRID_PRESETS),
                    help="grid preset (default: %(default)s)")
@@ -64,7 +64,7 @@ def add_bench_parser(subparsers, func) -> argparse.ArgumentParser:
 
 
 def run_bench(args) -> int:
-    from .engines import EngineUnavailableError
+    """Exit status 0, or 1 when a cell failed (its traceback is in its record); user errors raise."""
     from .grid import load_grid
     from .runner import run_grid
 
@@ -74,13 +74,9 @@ def run_bench(args) -> int:
     grid = load_grid(args.preset, args.config, overrides)
     results = Path(args.results or Path("results") / args.preset)
     start = time.perf_counter()
-    try:
-        records = run_grid(grid, results, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
-                           quiet=args.quiet, retry_failed=args.retry_failed, force=args.force,
-                           threads=getattr(args, "threads", None))
-    except EngineUnavailableError as exc:
-        print(f"rem-unlearn bench: error: {exc}", file=sys.stderr)
-        return 2
+    records = run_grid(grid, results, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
+                       quiet=args.quiet, retry_failed=args.retry_failed, force=args.force,
+                       threads=getattr(args, "threads", None))
     elapsed = time.perf_counter() - start
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"bench: {len(records)} records ({len(failed)} failed) in {elapsed:.1f}s")

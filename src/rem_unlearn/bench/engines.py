@@ -2,25 +2,31 @@
 
 An engine has ``run(cells)``, a generator yielding one record per cell as
 each completes (in completion order); the driver writes the records.  The
-same cell gives the same metrics on every engine when the torch thread count
-is the same (pass ``threads``): every cell seeds its own randomness.
+built-in engines take the next cell only when a worker is free, so the
+driver claims a cell just before it runs (two sweeps over one folder share
+the work instead of doing it twice).  The same cell gives the same metrics
+on every engine when the torch thread count is the same (pass ``threads``):
+every cell seeds its own randomness.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from ..config import ConfigError
+from ..errors import UserError
 from . import runner
 from .grid import Cell, cell_key
 
 
-class EngineUnavailableError(ImportError):
+class EngineUnavailableError(UserError, ImportError):
     """An engine whose optional dependency is not installed."""
 
 
@@ -42,7 +48,7 @@ class LocalEngine:
 
     def __init__(self, workers: int = 1, threads: int | None = None):
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.workers = int(workers)
         self.threads = threads if threads else (None if self.workers == 1 else max(1, _cores() // self.workers))
 
@@ -51,15 +57,12 @@ class LocalEngine:
         return f"local engine, {self.workers} worker(s) x {threads} thread(s)"
 
     def run(self, cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
-        cells = list(cells)
-        if not cells:
-            return
         if self.workers == 1:
-            yield from self._serial(cells)
+            yield from self._serial(iter(cells))
         else:
-            yield from self._pool(cells)
+            yield from self._pool(iter(cells))
 
-    def _serial(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
+    def _serial(self, cells: Iterator[Cell]) -> Iterator[dict[str, Any]]:
         before = torch.get_num_threads()
         _set_threads(self.threads)
         try:
@@ -68,20 +71,49 @@ class LocalEngine:
         finally:
             torch.set_num_threads(before)
 
-    def _pool(self, cells: list[Cell]) -> Iterator[dict[str, Any]]:
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(cells)),
-                                   mp_context=multiprocessing.get_context("spawn"),
+    def _pool(self, cells: Iterator[Cell]) -> Iterator[dict[str, Any]]:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_set_threads, initargs=(self.threads,))
-        futures = {pool.submit(runner.run_cell, cell, cell_key(cell)): cell for cell in cells}
         try:
-            for fut in as_completed(futures):
-                try:
-                    record = fut.result()
-                except Exception:  # a worker died (e.g. killed for memory) or the cell could not be sent
-                    record = runner.failed_record(futures[fut], "worker process failed:\n" + traceback.format_exc())
-                yield record
+            yield from bounded(cells, self.workers, lambda cell: pool.submit(runner.run_cell, cell, cell_key(cell)),
+                               _wait_futures, lambda fut: fut.result(), "worker process failed")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait_futures(pending: list) -> tuple[list, list]:
+    done, rest = wait(pending, return_when=FIRST_COMPLETED)
+    return list(done), list(rest)
+
+
+def bounded(cells: Iterator[Cell], slots: int, submit: Callable[[Cell], Any], wait_any: Callable[[list], tuple],
+            result: Callable[[Any], dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
+    """Keep at most ``slots`` cells in flight, taking the next cell only when one finishes.
+
+    ``submit(cell)`` starts a cell and returns a handle, ``wait_any(handles)``
+    returns (finished, still running), ``result(handle)`` its record; a
+    handle whose result raises (its worker died) becomes a ``failed`` record.
+    """
+    running: dict[Any, Cell] = {}
+
+    def fill() -> None:
+        while len(running) < slots:
+            cell = next(cells, None)
+            if cell is None:
+                return
+            running[submit(cell)] = cell
+
+    fill()
+    while running:
+        finished, _ = wait_any(list(running))
+        for handle in finished:
+            cell = running.pop(handle)
+            try:
+                record = result(handle)
+            except Exception:  # the worker died (e.g. killed for memory) or the cell could not be sent
+                record = runner.failed_record(cell, f"{what}:\n" + traceback.format_exc())
+            yield record
+        fill()
 
 
 def import_ray():
@@ -115,7 +147,7 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None,
                  num_gpus: float | None = None):
         if workers is not None and workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.address = address or None
         self.workers = workers
         self.threads = threads if threads else (max(1, _cores() // workers) if workers else 1)
@@ -126,8 +158,9 @@ class RayEngine:
         return f"ray engine on {where}, {self.threads} thread(s) per cell"
 
     def run(self, cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
-        cells = list(cells)
-        if not cells:
+        cells = iter(cells)
+        first = next(cells, None)
+        if first is None:
             return
         ray = import_ray()
         started = False
@@ -141,21 +174,26 @@ class RayEngine:
             started = True
         gpus = self.num_gpus
         if gpus is None:
-            gpus = 1 if any(c.experiment.runtime.device == "cuda" for c in cells) else 0
+            gpus = 1 if first.experiment.runtime.device == "cuda" else 0
         task = ray.remote(num_cpus=self.threads, num_gpus=gpus, max_retries=0)(_ray_cell)
-        refs = {task.remote(cell, cell_key(cell), self.threads): cell for cell in cells}
-        pending = list(refs)
+        resources = ray.cluster_resources()
+        slots = int(resources.get("CPU", 1) // self.threads)
+        if gpus:
+            slots = min(slots, int(resources.get("GPU", 0) // gpus))
+        submitted: list = []
+
+        def submit(cell: Cell):
+            submitted.append(task.remote(cell, cell_key(cell), self.threads))
+            return submitted[-1]
+
+        def wait_any(pending: list) -> tuple[list, list]:
+            return ray.wait(pending, num_returns=1)
+
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                for ref in ready:
-                    try:
-                        record = ray.get(ref)
-                    except Exception:  # the task or its worker died
-                        record = runner.failed_record(refs[ref], "ray task failed:\n" + traceback.format_exc())
-                    yield record
+            yield from bounded(itertools.chain([first], cells), max(1, slots), submit, wait_any, ray.get,
+                               "ray task failed")
         finally:
-            for ref in pending:
+            for ref in submitted:
                 ray.cancel(ref, force=True)
             if started:
                 ray.shutdown()
@@ -166,9 +204,12 @@ def make_engine(engine: Any = "local", workers: int | None = None, ray_address: 
     """An engine object from its name (``"local"``/``"ray"``); an object with ``run`` is returned as is."""
     if hasattr(engine, "run"):
         return engine
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     if engine == "local":
         return LocalEngine(workers or 1, threads=threads)
     if engine == "ray":
         import_ray()  # fail before any work when Ray is missing
         return RayEngine(ray_address, workers=workers, threads=threads)
-    raise ValueError(f"unknown engine {engine!r}; choose local or ray")
+    raise ConfigError(f"unknown engine {engine!r}; choose local or ray")

@@ -135,15 +135,12 @@ def _nonempty_unique(values: list, where: str) -> None:
 
 def method_config(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The method's full config with ``overrides`` applied, as a dict (errors name the method)."""
-    from ..methods import get_method
+    from ..methods.registry import method_config as resolve
 
-    cls = get_method(method)
     try:
-        cfg = from_dict(cls.Config, copy.deepcopy(overrides), where=method)
-        validate_tree(cfg)
+        return to_dict(resolve(method, copy.deepcopy(overrides)))
     except ConfigError as exc:
         raise ConfigError(f"method {method!r}: {exc}") from None
-    return to_dict(cfg)
 
 
 def experiment_config(base: dict, corruption: str, variant: str, seed: int, device: str) -> ExperimentConfig:

@@ -16,13 +16,13 @@ import time
 import traceback
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from ..checkpoint import cache_key, versions
 from ..config import from_dict, to_dict
-from ..experiment import Task, model_key, prepare
+from ..experiment import Task, data_fingerprint, is_cached, prepare
 from ..training import quiet as env_quiet
 from .grid import BENCH_FORMAT, Cell, GridConfig, cell_key, expand, method_config
 from .store import RECORD_SCHEMA, ResultStore
@@ -35,14 +35,11 @@ MAX_CACHED_TASKS = 4
 
 
 def task_key(cfg) -> str:
-    """Which cells can share one loaded :class:`Task`: the model key plus where and how it runs."""
-    runtime = {k: v for k, v in to_dict(cfg.runtime).items() if k not in ("progress", "threads")}
-    return cache_key({"model": model_key(cfg), "runtime": runtime, "root": cfg.data.root})
-
-
-def model_cached(cfg) -> bool:
-    path = Path(cfg.runtime.cache_dir).expanduser() / "models" / model_key(cfg) / "model.safetensors"
-    return path.exists() and path.with_suffix(".json").exists()
+    """Which cells can share one loaded :class:`Task`: the whole config but progress and threads."""
+    data = to_dict(cfg)
+    for name in ("progress", "threads"):
+        data["runtime"].pop(name, None)
+    return cache_key(data)
 
 
 def get_task(cfg, warn_untrained: bool = True) -> Task:
@@ -51,11 +48,13 @@ def get_task(cfg, warn_untrained: bool = True) -> Task:
     if key in _TASKS:
         _TASKS.move_to_end(key)
         return _TASKS[key]
-    if warn_untrained and not model_cached(cfg):
+
+    def warn(path: Path) -> None:
         log.warning("no cached model for %s/%s seed %s in %s: training it in this worker "
                     "(put runtime.cache_dir on a shared filesystem for multi-node runs)",
                     cfg.corruption.kind, cfg.model.variant, cfg.train.seed, cfg.runtime.cache_dir)
-    task = prepare(cfg)
+
+    task = prepare(cfg, on_train=warn if warn_untrained else None)
     _TASKS[key] = task
     while len(_TASKS) > MAX_CACHED_TASKS:
         _TASKS.popitem(last=False)
@@ -189,7 +188,7 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
     todo: dict[str, Any] = {}
     for cell in _cells_of(grid_or_cells):
         todo.setdefault(task_key(cell.experiment), cell.experiment)
-    missing = {k: cfg for k, cfg in todo.items() if not model_cached(cfg)}
+    missing = {k: cfg for k, cfg in todo.items() if not is_cached(cfg)}
     errors: dict[str, str] = {}
     for i, (key, cfg) in enumerate(missing.items(), 1):
         what = f"{cfg.corruption.kind}/{cfg.model.variant} seed {cfg.train.seed}"
@@ -219,6 +218,10 @@ def _status_line(record: dict[str, Any], done: int, total: int) -> str:
     return f"[{done}/{total}] {where}  FAILED: {lines[-1].strip() if lines else 'unknown error'}"
 
 
+#: Seconds between looks at cells another sweep over the same folder is running.
+POLL_SECONDS = 2.0
+
+
 def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
              ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
              force: bool = False, threads: int | None = None) -> list[dict[str, Any]]:
@@ -226,9 +229,13 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
 
     Finished cells (a valid record in ``records/``) are skipped; failed ones
     too unless ``retry_failed``.  Each record is written as soon as its cell
-    is done, so a killed sweep loses only the cells in flight.  ``engine`` is
-    ``"local"``, ``"ray"`` or an engine object with ``run(cells)``.  Returns
-    the records of the current grid (the report is built from exactly these).
+    is done, so a killed sweep loses only the cells in flight.  Engine,
+    folder and data are checked before anything is written.  Sweeps running
+    at the same time over one folder share the cells: each claims a cell
+    before running it, skips what another finished, and waits for what
+    another is running.  ``engine`` is ``"local"``, ``"ray"`` or an engine
+    object with ``run(cells)``.  Returns the records of the current grid
+    (the report is built from exactly these).
     """
     from tqdm.auto import tqdm
 
@@ -242,46 +249,73 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     keyed: dict[str, Cell] = {}
     for cell in cells:
         keyed.setdefault(cell_key(cell), cell)
-    store = ResultStore(results_dir)
-    store.check_grid(grid, force=force)
-    store.records_dir.mkdir(parents=True, exist_ok=True)
-    store.write_grid(grid)
-    store.clean_temp_files()
-    done = store.done_keys(retry_failed=retry_failed) & set(keyed)
-    todo = [(k, c) for k, c in keyed.items() if k not in done]
     runner_engine = make_engine(engine, workers=workers, ray_address=ray_address, threads=threads)
-    if not quiet:
-        print(f"bench: {len(keyed)} cells, {len(done)} already done, {len(todo)} to run "
-              f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
-              flush=True)
-
-    pre_errors = pretrain_all([c for _, c in todo], quiet=quiet) if todo else {}
-    bar = tqdm(total=len(keyed), initial=len(done), unit="cell", desc="bench", disable=quiet, dynamic_ncols=True)
-    finished = len(done)
-
-    def record_done(record: dict[str, Any]) -> None:
-        nonlocal finished
-        if record.get("key") not in keyed:  # a custom engine or run_cell that re-keyed the cell
-            log.error("record %s (%s) is not a cell of this grid; written but left out of the report",
-                      record.get("key"), record.get("cell"))
-        store.write(record)
-        finished += 1
-        bar.update(1)
+    store = ResultStore(results_dir)
+    store.check_writable()
+    store.check_grid(grid, force=force)
+    for data in {repr(c.experiment.data): c.experiment.data for c in cells}.values():
+        data_fingerprint(data)  # a data.root without the dataset fails here, as one error
+    with store.sweep():
+        store.write_grid(grid)
+        planned = {k: r for k, r in store.scan().items() if k in keyed}
+        done = {k for k, r in planned.items() if ResultStore.is_done(r, retry_failed)}
+        todo = [(k, c) for k, c in keyed.items() if k not in done]
         if not quiet:
-            bar.write(_status_line(record, finished, len(keyed)))
+            print(f"bench: {len(keyed)} cells, {len(done)} already done, {len(todo)} to run "
+                  f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
+                  flush=True)
+        pre_errors = pretrain_all([c for _, c in todo], quiet=quiet) if todo else {}
+        bar = tqdm(total=len(keyed), initial=len(done), unit="cell", desc="bench", disable=quiet,
+                   dynamic_ncols=True)
+        finished = len(done)
+        claims: dict[str, Any] = {}
 
-    try:
-        runnable = []
-        for key, cell in todo:
-            err = pre_errors.get(task_key(cell.experiment))
-            if err is not None:
-                record_done(failed_record(cell, "pre-training the model failed:\n" + err, key))
-            else:
-                runnable.append(cell)
-        for record in runner_engine.run(runnable):
-            record_done(record)
-    finally:
-        bar.close()
-    records = store.records(keyed)
-    build_report(records, store.root)
+        def record_done(record: dict[str, Any], written: bool = False) -> None:
+            nonlocal finished
+            if not written:
+                if record.get("key") not in keyed:  # a custom engine or run_cell that re-keyed the cell
+                    log.error("record %s (%s) is not a cell of this grid; written but left out of the report",
+                              record.get("key"), record.get("cell"))
+                store.write(record)
+            claim = claims.pop(record.get("key"), None)
+            if claim is not None:
+                claim.release()
+            finished += 1
+            bar.update(1)
+            if not quiet:
+                bar.write(_status_line(record, finished, len(keyed)) + (" (another sweep)" if written else ""))
+
+        def claimed(pending: list[tuple[str, Cell]], deferred: list[tuple[str, Cell]]) -> Iterator[Cell]:
+            """The cells of ``pending`` to run now: claimed by this sweep and not finished by another meanwhile."""
+            for key, cell in pending:
+                claim = store.claim(key)
+                if claim is None:  # another sweep is running it
+                    deferred.append((key, cell))
+                    continue
+                claims[key] = claim
+                other = store.read(key)
+                if other is not None and other != planned.get(key):  # another sweep wrote it meanwhile
+                    record_done(other, written=True)
+                elif (err := pre_errors.get(task_key(cell.experiment))) is not None:
+                    record_done(failed_record(cell, "pre-training the model failed:\n" + err, key))
+                else:
+                    yield cell
+
+        pending = todo
+        try:
+            while pending:
+                deferred: list[tuple[str, Cell]] = []
+                for record in runner_engine.run(claimed(pending, deferred)):
+                    record_done(record)
+                pending = deferred
+                if pending:
+                    if not quiet:
+                        bar.write(f"bench: waiting for {len(pending)} cell(s) that another sweep is running")
+                    time.sleep(POLL_SECONDS)
+        finally:
+            for claim in claims.values():
+                claim.release()
+            bar.close()
+        records = store.records(keyed)
+        build_report(records, store.root)
     return records

@@ -5,22 +5,30 @@ Layout::
     RESULTS/grid.json              the grid config and BENCH_FORMAT
     RESULTS/records/<key>.json     one record per finished cell (status "ok" or "failed")
     RESULTS/records/<key>.json.corrupt-N   unreadable records moved aside (never read again)
+    RESULTS/.lock                  held (shared) by every sweep running here
+    RESULTS/.claims/<key>.lock     held by the sweep running that cell
 
 A record is only ever written whole (temp file + fsync + ``os.replace``), so
 killing a sweep loses at most the cells in flight; anything unreadable found
 later (a truncated copy, a foreign file) is moved aside and its cell redone.
+Two sweeps over one folder share it: each claims a cell (a non-blocking
+``fcntl.flock``) before running it and skips cells the other holds or has
+finished.  A killed sweep's claims vanish with its process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from ..checkpoint import atomic_write_json, versions
+from ..checkpoint import versions
 from ..config import ConfigError
+from ..files import FileLock, PathError, atomic_write_json, check_writable_folder, remove_temp_files
 from ..metrics import METRIC_NAMES
 from .grid import BENCH_FORMAT, GridConfig, grid_dict
 
@@ -70,6 +78,14 @@ class ResultStore:
         self.root = Path(results_dir)
         self.records_dir = self.root / "records"
         self.grid_path = self.root / "grid.json"
+        self.claims_dir = self.root / ".claims"
+
+    def check_writable(self) -> None:
+        """A results folder that is a file or lies where nothing can be written is refused before any work."""
+        for path in (self.root, self.records_dir):
+            if path.exists() and not path.is_dir():
+                raise PathError(f"results folder: {path} is not a folder")
+        check_writable_folder(self.root, f"results folder {self.root}")
 
     def path(self, key: str) -> Path:
         return self.records_dir / f"{key}.json"
@@ -89,11 +105,31 @@ class ResultStore:
         atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid": grid_dict(grid),
                                            "versions": versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
-    def clean_temp_files(self) -> None:
-        """Remove temp files left by a killed writer (only the driver writes here)."""
-        if self.records_dir.is_dir():
-            for tmp in self.records_dir.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+    @contextmanager
+    def sweep(self) -> Iterator[None]:
+        """Hold the folder for one sweep; a sweep alone in it also removes what killed writers left behind."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.root / ".lock")
+        self._clean_if_alone(lock)
+        lock.acquire(shared=True)
+        try:
+            yield
+        finally:
+            lock.release()
+            self._clean_if_alone(lock)
+
+    def _clean_if_alone(self, lock: FileLock) -> None:
+        if lock.acquire(blocking=False):  # exclusive: no other sweep is running here
+            try:
+                remove_temp_files(self.records_dir)
+                shutil.rmtree(self.claims_dir, ignore_errors=True)
+            finally:
+                lock.release()
+
+    def claim(self, key: str) -> FileLock | None:
+        """The claim on cell ``key``, or None when another sweep holds it (release it once the record is written)."""
+        lock = FileLock(self.claims_dir / f"{key}.lock")
+        return lock if lock.acquire(blocking=False) else None
 
     # ------------------------------------------------------------------ reading
 
@@ -134,9 +170,14 @@ class ResultStore:
                 out[path.stem] = record
         return out
 
+    @staticmethod
+    def is_done(record: dict[str, Any], retry_failed: bool = False) -> bool:
+        """A valid record ends its cell: ``ok``, or ``failed`` unless ``retry_failed``."""
+        return record["status"] == "ok" or not retry_failed
+
     def done_keys(self, retry_failed: bool = False) -> set[str]:
         """Keys of complete records: ``ok`` ones, and ``failed`` ones unless ``retry_failed``."""
-        return {k for k, r in self.scan().items() if r["status"] == "ok" or not retry_failed}
+        return {k for k, r in self.scan().items() if self.is_done(r, retry_failed)}
 
     def records(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         """The valid records of ``keys`` (in that order); missing ones are left out."""
