@@ -1,20 +1,42 @@
-"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, bench, report, methods."""
+"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, bench, report, methods.
+
+Every input and output path is checked before any work; outputs are written
+atomically and never over an input.  Exit status: 0 success; 1 an internal
+error (a bug: Python prints the traceback) or a benchmark with failed cells;
+2 a user mistake (one line on stderr, nothing written); 3 ``unlearn`` found
+no round better than the original model (nothing written); 141 the reader of
+stdout went away.  ``--debug`` shows the traceback of any error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from .config import (CORRUPTION_KINDS, DATASET_NAMES, ConfigError, ExperimentConfig, apply_overrides,
                      load_config, to_dict)
+from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, UserError
+from .files import PathError, check_input, check_output, check_writable_folder
+from .ids import read_ids
 
 log = logging.getLogger("rem_unlearn")
 
 OVERRIDE_HELP = ("config overrides as dotted key=value, e.g. corruption.kind=poison train.epochs=5 "
                  f"(datasets: {', '.join(DATASET_NAMES)}; corruptions: {', '.join(CORRUPTION_KINDS)})")
+MODEL_SUFFIXES = (".safetensors",)  # the format `unlearn` writes
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+FORCE_HELP = "replace an existing output file (an input is never replaced)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse names the valid choices) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def experiment_config(args) -> ExperimentConfig:
@@ -37,6 +59,63 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
 
 
+def checkpoint_config(meta: dict, path: str | Path) -> ExperimentConfig:
+    """The experiment a package checkpoint was trained or unlearned in (read from its sidecar)."""
+    from .checkpoint import CheckpointError
+    from .config import from_dict
+
+    if not isinstance(meta.get("config"), dict):
+        if "model" in meta:
+            raise CheckpointError(f"{path} was written by `unlearn --model` for your own model class "
+                                  f"({meta['model']}), not by a preset; load it with your own code (its sidecar "
+                                  "holds the forget/retain accuracy before and after)")
+        raise CheckpointError(f"{path}: its sidecar has no experiment config (not written by rem-unlearn)")
+    cfg = from_dict(ExperimentConfig, meta["config"])
+    cfg.validate()
+    return cfg
+
+
+def model_inputs(args) -> list[Path]:
+    """Every file the command reads: an output may never be one of them."""
+    from .checkpoint import sidecar_path
+
+    files = [getattr(args, name, None) for name in ("checkpoint", "train_data", "forget_ids", "config")]
+    if getattr(args, "checkpoint", None):
+        files.append(sidecar_path(Path(args.checkpoint)))
+    module = (getattr(args, "model", None) or "").rpartition(":")[0]
+    if module.endswith(".py"):
+        files.append(module)
+    return [Path(f) for f in files if f]
+
+
+def check_model_output(out: str | Path, inputs: list[Path], force: bool, cache_dir: str | None = None) -> Path:
+    """``--out`` and its JSON sidecar: a ``.safetensors`` path that is no input, no folder and not taken."""
+    from .checkpoint import sidecar_path
+
+    out = check_output(out, "--out", suffixes=MODEL_SUFFIXES, inputs=inputs, force=force)
+    check_output(sidecar_path(out), f"--out {out}: its sidecar", inputs=inputs, force=force)
+    if cache_dir:
+        models = os.path.realpath(Path(cache_dir).expanduser() / "models")
+        if os.path.realpath(out).startswith(models + os.sep):
+            raise PathError(f"--out {out} is inside the model cache {models}; choose a path outside it")
+    return out
+
+
+def save_model_output(model, out: Path, meta: dict, inputs: list[Path], force: bool) -> None:
+    """Write the unlearned model, checking ``--out`` once more: the run took a while."""
+    from .checkpoint import save_checkpoint
+
+    check_model_output(out, inputs, force)
+    save_checkpoint(model, out, meta)
+
+
+def not_improved(method: str) -> int:
+    print(f"rem-unlearn unlearn: no round of {method} improved on the original model (its model selection kept "
+          "the start), so nothing was written; try a lower learning rate (--set optim.lr=...) or more epochs "
+          "(--set epochs=...), or --set select_best=false to keep the last round", file=sys.stderr)
+    return EXIT_NOT_IMPROVED
+
+
 def cmd_train(args) -> int:
     from .experiment import prepare
     from .metrics import format_table
@@ -48,69 +127,54 @@ def cmd_train(args) -> int:
     return 0
 
 
-def read_ids(path: str | Path):
-    """Sample ids from a .npy file, or a .txt/.csv file (one or more per line, '#' comments, optional header)."""
-    import numpy as np
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"forget-ids file not found: {path}")
-    if path.suffix == ".npy":
-        return torch.as_tensor(np.load(path, allow_pickle=False)).long().flatten()
-    ids: list[int] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        tokens = line.split("#", 1)[0].replace(",", " ").split()
-        for token in tokens:
-            try:
-                ids.append(int(token))
-            except ValueError:
-                if number == 1 and not ids:
-                    break  # a CSV header such as "id"
-                raise ValueError(f"{path}:{number}: {token!r} is not an integer sample id") from None
-    return torch.tensor(ids, dtype=torch.long)
-
-
 def cmd_evaluate(args) -> int:
+    from .api import forget_rows
     from .checkpoint import load_weights, read_meta
-    from .config import from_dict
     from .experiment import prepare
+    from .files import atomic_write_json
     from .metrics import format_table
 
+    inputs = model_inputs(args)
     if args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
         meta = read_meta(args.checkpoint)
-        cfg = from_dict(ExperimentConfig, meta["config"])
-        cfg.validate()
-        task = prepare(cfg)
-        model = _model_from_meta(meta, task)
-        load_weights(model, args.checkpoint)
-        model = task.runtime.prepare(model).eval()
+        cfg = checkpoint_config(meta, args.checkpoint)
     else:
-        task = prepare(experiment_config(args))
-        model = task.model
+        cfg = experiment_config(args)
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
     forget = read_ids(args.forget_ids) if args.forget_ids else None
+    task = prepare(cfg)
+    model = task.model
+    if args.checkpoint:
+        model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
+    if forget is not None:
+        forget_rows(task.corrupted.train, forget)
     metrics = task.evaluate(model, forget)
     print(format_table({"model": metrics}))
     if args.json:
-        from .checkpoint import atomic_write_json
-
-        atomic_write_json(Path(args.json), {"metrics": metrics, "config": to_dict(task.cfg)})
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
+        atomic_write_json(args.json, {"metrics": metrics, "config": to_dict(task.cfg)})
         print(f"metrics written to {args.json}")
     return 0
 
 
 def _model_from_meta(meta: dict, task):
     """Rebuild the module a checkpoint was saved from (a partitioned or an exported model)."""
+    from .checkpoint import CheckpointError
     from .models import ResNet9
 
     arch = meta.get("arch")
     cls = meta.get("class")
-    if cls == "ResNet9" and arch:
-        return ResNet9(**arch)
-    if cls == "ViT" and arch:
-        from .models.vit import ViT
+    try:
+        if cls == "ResNet9" and arch:
+            return ResNet9(**arch)
+        if cls == "ViT" and arch:
+            from .models.vit import ViT
 
-        return ViT(**arch)
+            return ViT(**arch)
+    except (TypeError, ValueError) as exc:  # an arch record the class does not accept
+        raise CheckpointError(f"the checkpoint's sidecar describes a {cls} that cannot be built ({exc})") from exc
     return type(task.model)(**task.model.arch)
 
 
@@ -119,6 +183,9 @@ def cmd_data(args) -> int:
     from .report.examples import plot_corrupted_examples
 
     cfg = experiment_config(args)
+    if args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    out = check_output(args.out, "--out", suffixes=FIGURE_SUFFIXES, inputs=model_inputs(args), force=args.force)
     corrupted, test = corrupted_data(cfg)
     train = corrupted.train
     print(f"dataset      {train.name}: {len(train)} train / {len(test)} test images, "
@@ -128,7 +195,6 @@ def cmd_data(args) -> int:
     rows = corrupted.corrupted_rows
     changed = int((train.labels[rows] != corrupted.true_labels[rows]).sum())
     print(f"labels       {changed} of {len(rows)} corrupted samples carry a wrong label")
-    out = Path(args.out)
     plot_corrupted_examples(corrupted, out, n=args.n)
     print(f"grid of corrupted examples: {out}")
     return 0
@@ -136,43 +202,48 @@ def cmd_data(args) -> int:
 
 def cmd_unlearn(args) -> int:
     from .api import forget_rows, unlearn
-    from .checkpoint import load_weights, read_meta, save_checkpoint
-    from .config import from_dict
+    from .checkpoint import load_weights, read_meta
     from .experiment import prepare
+    from .methods.registry import method_config
     from .metrics import format_table
-    from .methods import get_method
     from .models import discard
 
-    get_method(args.method)  # unknown names fail before any work
-    forget = read_ids(args.forget_ids)
     overrides = apply_overrides({}, args.set or [])
+    if getattr(method_config(args.method, overrides), "ideal", False):
+        raise ConfigError(f"--method {args.method} is the benchmark's oracle ablation (it needs every corrupted "
+                          "id); run it with `rem-unlearn bench`")
+    inputs = model_inputs(args)
     if args.model or args.train_data:
-        return _unlearn_user_model(args, forget, overrides)
+        return _unlearn_user_model(args, inputs, overrides)
     if args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
         meta = read_meta(args.checkpoint)
-        cfg = from_dict(ExperimentConfig, meta["config"])
-        cfg.validate()
-        task = prepare(cfg)
-        model = _model_from_meta(meta, task)
-        load_weights(model, args.checkpoint)
+        cfg = checkpoint_config(meta, args.checkpoint)
     else:
-        task = prepare(experiment_config(args))
-        model = task.model
+        cfg = experiment_config(args)
+    out = check_model_output(args.out, inputs, args.force, cfg.runtime.cache_dir)
+    forget = read_ids(args.forget_ids)
+    task = prepare(cfg)
+    model = task.model
+    if args.checkpoint:
+        model = load_weights(_model_from_meta(meta, task), args.checkpoint)
     forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
-    out = Path(args.out)
     result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
                      pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size, **overrides)
     metrics = task.evaluate(result.model, forget)
     print(format_table({"trained": task.evaluate(task.model, forget), args.method: metrics}))
+    if result.improved is False:
+        return not_improved(args.method)
     final = result.model
     if not args.keep_capacity:
         try:
             final = discard(result.model)
         except TypeError:
             pass
-    save_checkpoint(final, out, {"config": to_dict(task.cfg), "method": args.method, "method_config": result.config,
-                                 "forget_ids": forget.tolist(), "metrics": metrics, "wall_time_s": result.wall_time_s,
-                                 "source_checkpoint": str(args.checkpoint or task.checkpoint)})
+    save_model_output(final, out, {"config": to_dict(task.cfg), "method": args.method,
+                                   "method_config": result.config, "forget_ids": forget.tolist(), "metrics": metrics,
+                                   "wall_time_s": result.wall_time_s,
+                                   "source_checkpoint": str(args.checkpoint or task.checkpoint)}, inputs, args.force)
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s)")
     return 0
 
@@ -186,23 +257,24 @@ def _floats(text: str | None, what: str):
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
-def _unlearn_user_model(args, forget, overrides: dict) -> int:
+def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     """``--model module:factory --checkpoint w --train-data d``: REM (or any method) on a user's classifier.
 
     A model without partition gates is expanded first and the capacity is
     discarded at the end, so the written state_dict has the user's own keys
-    and shapes and loads with their code.
+    and shapes and loads with their code.  The number of classes is the
+    model's number of outputs.
     """
     from dataclasses import replace
 
     import torch
 
-    from .api import forget_rows, unlearn
-    from .checkpoint import load_weights, save_checkpoint
+    from .api import forget_rows, match_classes, unlearn
+    from .checkpoint import load_weights
     from .config import RuntimeConfig
-    from .data.user import load_training_set
-    from .models import check_classifier, discard, expand, gates
+    from .data.user import load_training_set, per_channel
     from .metrics import known_data_accuracy
+    from .models import discard, expand, gates
     from .models.factory import build_user_model
     from .training import Batcher, Runtime
 
@@ -210,23 +282,30 @@ def _unlearn_user_model(args, forget, overrides: dict) -> int:
                                     ("--train-data", args.train_data)) if not v]
     if missing:
         raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
-    train = load_training_set(args.train_data, flip=args.flip)
-    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
-    if mean or std:
-        if not (mean and std) or len(mean) != train.channels or len(std) != train.channels:
-            raise ConfigError(f"--mean and --std need {train.channels} value(s) each")
-        train = replace(train, mean=mean, std=std)
-    rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
+    check_input(args.checkpoint, "--checkpoint")
+    check_input(args.train_data, "--train-data", folder_ok=True)
+    out = check_model_output(args.out, inputs, args.force)
+    forget = read_ids(args.forget_ids)
     try:
         kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
-    model = load_weights(build_user_model(args.model, kwargs), args.checkpoint)
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object of keyword arguments, got {args.model_kwargs!r}")
     # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
     runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
+    train = load_training_set(args.train_data, flip=args.flip)
+    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
+    if mean or std:
+        if not (mean and std):
+            raise ConfigError("give both --mean and --std, or neither")
+        train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
+                        std=per_channel(std, train.channels, "std", "--std"))
+    rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
+    model = runtime.prepare(load_weights(build_user_model(args.model, kwargs), args.checkpoint))
+    x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
+    train = match_classes(model, x, train)
     batcher = Batcher(train, runtime)
-    x, _, _ = batcher.batch(torch.arange(min(2, len(train))), augment=False)
-    check_classifier(model, x, train.num_classes)
     if gates(model):
         big = model
     else:
@@ -239,11 +318,14 @@ def _unlearn_user_model(args, forget, overrides: dict) -> int:
     print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
     for name, row in (("trained", before), (args.method, after)):
         print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")
-    out = Path(args.out)
-    save_checkpoint(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs, "train_data": str(args.train_data),
-                                       "method": args.method, "method_config": result.config,
-                                       "forget_ids": forget.tolist(), "before": before, "after": after,
-                                       "wall_time_s": result.wall_time_s, "source_checkpoint": str(args.checkpoint)})
+    if result.improved is False:
+        return not_improved(args.method)
+    save_model_output(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs,
+                                         "train_data": str(args.train_data), "method": args.method,
+                                         "method_config": result.config, "forget_ids": forget.tolist(),
+                                         "num_classes": train.num_classes, "before": before, "after": after,
+                                         "wall_time_s": result.wall_time_s,
+                                         "source_checkpoint": str(args.checkpoint)}, inputs, args.force)
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
           f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
     return 0
@@ -266,11 +348,17 @@ def cmd_bench(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report, load_records
 
-    records = load_records(args.results_dir)
+    results = check_input(args.results_dir, "results folder", folder_ok=True)
+    if not results.is_dir():
+        raise PathError(f"results folder {results}: not a folder")
+    out = Path(args.out or results)
+    if out.exists() and not out.is_dir():
+        raise PathError(f"--out {out}: not a folder")
+    check_writable_folder(out, f"--out {out}")
+    records = load_records(results)
     if not records:
-        print(f"no records under {args.results_dir}/records", file=sys.stderr)
-        return 1
-    paths = build_report(records, args.out or args.results_dir)
+        raise PathError(f"no records under {results / 'records'}; run `rem-unlearn bench --results {results}` first")
+    paths = build_report(records, out)
     print(f"report: {paths['index']}")
     return 0
 
@@ -278,34 +366,46 @@ def cmd_report(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .methods import method_names
 
-    parser = argparse.ArgumentParser(prog="rem-unlearn", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False)  # accepted after the sub-command too
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of any error")
+    parser = ArgumentParser(prog="rem-unlearn", description=__doc__, parents=[common],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train (or load from the cache) the corrupted model")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p = command("train", help="train (or load from the cache) the corrupted model")
     add_experiment_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="healed / utility / score / ASR of a model")
+    p = command("evaluate", help="healed / utility / score / ASR of a model")
     add_experiment_args(p)
     p.add_argument("--checkpoint", help="a .safetensors checkpoint with its JSON sidecar")
     p.add_argument("--forget-ids", help="ids file for forget/retain accuracy")
-    p.add_argument("--json", help="write metrics here")
+    p.add_argument("--json", help="write metrics here (a .json file)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("data", help="summarise a dataset and its corruption, draw corrupted examples")
+    p = command("data", help="summarise a dataset and its corruption, draw corrupted examples")
     add_experiment_args(p)
-    p.add_argument("--out", default="corrupted_examples.png")
+    p.add_argument("--out", default="corrupted_examples.png",
+                   help=f"the picture ({', '.join(FIGURE_SUFFIXES)}; default: %(default)s)")
     p.add_argument("--n", type=int, default=24, help="number of examples in the grid")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("unlearn", help="unlearn known corrupted samples from a trained model")
+    p = command("unlearn", help="unlearn known corrupted samples from a trained model")
     add_experiment_args(p)
     p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
     p.add_argument("--forget-ids", required=True, help=".txt/.csv/.npy file of sample ids")
     p.add_argument("--method", default="rem", choices=method_names(), help="unlearning method")
     p.add_argument("--set", action="append", metavar="key=value", help="method config override (repeatable)")
-    p.add_argument("--out", required=True, help="output .safetensors (the unlearned model)")
+    p.add_argument("--out", required=True,
+                   help="output .safetensors (the unlearned model); its JSON sidecar goes next to it (.json)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
     g = p.add_argument_group("your own model (instead of a preset's)")
     g.add_argument("--model", metavar="MODULE:FACTORY",
@@ -313,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
     g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
     g.add_argument("--train-data", metavar="PATH",
-                   help="the training set: a .npz (images, labels, optional ids/mean/std) or a folder "
+                   help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
                         "<class>/<image> (ids = positions in the sorted file list)")
     g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
                                   "(default: the .npz's, else the training set's own)")
@@ -327,10 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     p.set_defaults(func=cmd_unlearn)
 
-    p = sub.add_parser("methods", help="list registered methods")
+    p = command("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("report", help="tables, heatmaps and index.html from a results folder")
+    p = command("report", help="tables, heatmaps and index.html from a results folder")
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)
@@ -338,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from .bench.cli import add_bench_parser
 
-        add_bench_parser(sub, cmd_bench)
+        add_bench_parser(sub, cmd_bench, parents=[common])
     except ImportError:
         pass
     return parser
@@ -347,14 +447,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    debug = getattr(args, "debug", False)  # --debug and -v are accepted before or after the sub-command
+    verbose = getattr(args, "verbose", False) or debug
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     try:
-        return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError, TypeError) as exc:
-        if args.verbose:
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except UserError as exc:
+        if debug:
             raise
         print(f"rem-unlearn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER
+    except BrokenPipeError:
+        if debug:
+            raise
+        # The reader went away (`rem-unlearn methods | head -3`): stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
