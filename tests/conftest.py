@@ -1,5 +1,11 @@
+import gzip
+import hashlib
 import os
+import struct
+import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,3 +30,63 @@ def make_toy(n: int = 256, classes: int = 4, size: int = 12, channels: int = 1, 
 @pytest.fixture
 def toy() -> ImageDataset:
     return make_toy()
+
+
+NETS = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=3):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = nn.Linear(4, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    def not_a_model():
+        return 42
+""")
+
+
+@pytest.fixture
+def user_setup(tmp_path: Path) -> dict[str, Path]:
+    """A user's files: nets.py (a 3-class Net), train.npz (60 images, ids 1000..), net.safetensors, forget.txt."""
+    from safetensors.torch import save_file
+
+    from rem_unlearn.models.factory import build_user_model
+
+    (tmp_path / "nets.py").write_text(NETS)
+    n = 60
+    labels = np.arange(n) % 3
+    images = (labels[:, None, None] * 80 + np.random.default_rng(0).integers(0, 40, (n, 8, 8))).astype(np.uint8)
+    np.savez(tmp_path / "train.npz", images=images, labels=labels, ids=np.arange(n) + 1000)
+    net = build_user_model(f"{tmp_path / 'nets.py'}:Net")
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "net.safetensors"))
+    (tmp_path / "forget.txt").write_text("1000\n1003\n1006\n")
+    return {"root": tmp_path, "nets": tmp_path / "nets.py", "npz": tmp_path / "train.npz",
+            "ckpt": tmp_path / "net.safetensors", "forget": tmp_path / "forget.txt"}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``: a refused command must leave it exactly as it was."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def write_fashion_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: int = 0,
+                        splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """Fashion-MNIST-format idx files (gzipped) of random learnable images under ``root``."""
+    g = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        if split not in splits:
+            continue
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = (labels[:, None, None].astype(np.int64) * 20 + g.integers(0, 60, (n, 28, 28))).astype(np.uint8)
+        for name, array in ((f"{prefix}-images-idx3-ubyte.gz", images), (f"{prefix}-labels-idx1-ubyte.gz", labels)):
+            raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape) + array.tobytes()
+            (root / name).write_bytes(gzip.compress(raw))
+    return root

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,38 +13,6 @@ from safetensors.torch import load_file, save_file
 from rem_unlearn.cli import main
 from rem_unlearn.data.user import UserDataError, folder_manifest, load_image_folder, load_npz, load_training_set
 from rem_unlearn.models.factory import ModelFactoryError, build_user_model
-
-NETS = textwrap.dedent("""
-    import torch
-    from torch import nn
-
-    class Net(nn.Module):
-        def __init__(self, num_classes=3):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 4, 3, padding=1)
-            self.fc = nn.Linear(4, num_classes)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-    def not_a_model():
-        return 42
-""")
-
-
-@pytest.fixture
-def user_setup(tmp_path: Path) -> dict[str, Path]:
-    (tmp_path / "nets.py").write_text(NETS)
-    n = 60
-    labels = np.arange(n) % 3
-    images = (labels[:, None, None] * 80 + np.random.default_rng(0).integers(0, 40, (n, 8, 8))).astype(np.uint8)
-    np.savez(tmp_path / "train.npz", images=images, labels=labels, ids=np.arange(n) + 1000)
-    net = build_user_model(f"{tmp_path / 'nets.py'}:Net")
-    torch.manual_seed(0)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "net.safetensors"))
-    (tmp_path / "forget.txt").write_text("1000\n1003\n1006\n")
-    return {"root": tmp_path, "nets": tmp_path / "nets.py", "npz": tmp_path / "train.npz",
-            "ckpt": tmp_path / "net.safetensors", "forget": tmp_path / "forget.txt"}
 
 
 def test_npz_layouts_and_ids(tmp_path: Path) -> None:
