@@ -57,11 +57,11 @@ def check_output(path: str | Path, what: str, *, suffixes: tuple[str, ...] = (),
                  inputs: Iterable[str | Path | None] = (), force: bool = False) -> Path:
     """Refuse an output path that would destroy something or fail after the work; nothing is written."""
     path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise PathError(f"{what} {path}: give a path ending in {' or '.join(suffixes)}")
     for source in inputs:
         if source is not None and same_file(path, source):
             raise PathError(f"{what} {path} is an input ({source}); inputs are never overwritten, choose another path")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise PathError(f"{what} {path}: give a path ending in {' or '.join(suffixes)}")
     if path.is_dir():
         raise PathError(f"{what} {path} is a folder; give a file path")
     if path.exists() or path.is_symlink():

@@ -26,6 +26,12 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..errors import UserError
+
+
+class NoCapacityError(UserError, ValueError):
+    """A method that needs redirection capacity got a model without partition gates."""
+
 MODES = ("drop", "own", "shared", "full")
 MAX_SAMPLE_ID = 2**31 - 1
 _M32 = 0xFFFFFFFF
@@ -130,7 +136,7 @@ def share_state(model: nn.Module, state: PartitionState | None = None) -> Partit
 def partition_state(model: nn.Module) -> PartitionState:
     gs = gates(model)
     if not gs:
-        raise ValueError(f"{type(model).__name__} has no partition gates; use rem_unlearn.expand(model) first")
+        raise NoCapacityError(f"{type(model).__name__} has no partition gates; use rem_unlearn.expand(model) first")
     return gs[0].state
 
 
