@@ -46,7 +46,9 @@ def as_integers(values, what: str, error: type[UserError] = ForgetIdError) -> to
         fractional = arr != np.round(arr)
         if fractional.any():
             raise error(f"{what} must be integers, got {arr[fractional].flat[0].item()!r} (not a whole number)")
-        if arr.size and (arr.max() >= 2.0**63 or arr.min() < -(2.0**63)):
+        with np.errstate(over="ignore"):  # compared in float64: 2**63 overflows a float16
+            wide = arr.astype(np.float64)
+        if arr.size and (wide.max() >= 2.0**63 or wide.min() < -(2.0**63)):
             raise error(f"{what}: values beyond the 64-bit integer range")
     if kind == "u" and arr.size and arr.max() > INT64.max:
         raise error(f"{what}: values beyond the 64-bit integer range")

@@ -125,6 +125,9 @@ def load_npz(path: str | Path, flip: bool = False) -> ImageDataset:
             arrays = {k: archive[k] for k in archive.files}  # read everything now: a truncated member fails here
         except unreadable as exc:
             raise UserDataError(f"{path}: not a readable .npz file ({exc})") from exc
+    odd = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if odd:  # numpy hands back raw bytes for a member that is not in .npy format
+        raise UserDataError(f"{path}: member(s) {odd} are not numpy arrays (write the file with numpy.savez)")
     missing = [k for k in ("images", "labels") if k not in arrays]
     if missing:
         raise UserDataError(f"{path}: missing array(s) {missing}; it has {sorted(arrays)} "
