@@ -95,6 +95,16 @@ def preset(s: dict, command: str, *args: str) -> list[str]:
     return [command, f"runtime.cache_dir={s['root'] / 'cache'}", *args]
 
 
+def locked(s: dict) -> Path:
+    """A folder nobody may write in: /sys for root (permissions do not stop root), else a read-only folder."""
+    if os.geteuid() == 0:
+        return Path("/sys/rem-unlearn-test")
+    folder = s["root"] / "locked"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    return folder
+
+
 def results_with_other_grid(s: dict) -> Path:
     from rem_unlearn.bench import BENCH_FORMAT
 
@@ -125,6 +135,7 @@ CLI: list[tuple[str, Callable[[dict], list[str]], str]] = [
     ("out is a folder", lambda s: user(s, "--force", out=(s["root"] / "d.safetensors").mkdir() or
                                        s["root"] / "d.safetensors"), "is a folder"),
     ("out lies under a file", lambda s: user(s, out=s["forget"] / "x.safetensors"), "is not a folder"),
+    ("out in an unwritable folder", lambda s: user(s, out=locked(s) / "x.safetensors"), "cannot write"),
     ("out links to an input", lambda s: user(s, "--force", out=(s["root"] / "l.safetensors").symlink_to(s["ckpt"])
                                              or s["root"] / "l.safetensors"), "is an input"),
     ("out is a hard link to an input", lambda s: user(s, "--force", out=os.link(s["ckpt"], s["root"] / "h.safetensors")
@@ -242,6 +253,10 @@ CLI: list[tuple[str, Callable[[dict], list[str]], str]] = [
      "larger than the training set"),
     ("data picture of another format", lambda s: preset(s, "data", "--out", str(s["root"] / "x.txt")), ".png"),
     ("data picture exists", lambda s: preset(s, "data", "--out", str(write(s["root"] / "x.png", b"mine"))), "--force"),
+    ("data picture in an unwritable folder", lambda s: preset(s, "data", "--out", str(locked(s) / "x.png")),
+     "cannot write"),
+    ("model cache unwritable", lambda s: ["train", f"runtime.cache_dir={locked(s)}", f"data.root={fm(s)}",
+                                          "data.train_size=null", "corruption.size=10"], "cannot write"),
     ("data with no examples", lambda s: preset(s, "data", "--n", "0", "--out", str(s["root"] / "x.png")),
      "--n must be at least 1"),
     ("evaluate a user model's output", lambda s: ["evaluate", "--checkpoint", str(user_sidecar(s))],
@@ -254,6 +269,8 @@ CLI: list[tuple[str, Callable[[dict], list[str]], str]] = [
         write(s["root"] / "net.json", "{broken") and s["ckpt"])], "not a readable checkpoint sidecar"),
     ("evaluate json exists", lambda s: preset(s, "evaluate", "--json", str(write(s["root"] / "m.json", "{}"))),
      "--force"),
+    ("evaluate json in an unwritable folder", lambda s: preset(s, "evaluate", "--json", str(locked(s) / "m.json")),
+     "cannot write"),
     ("evaluate json of another format", lambda s: preset(s, "evaluate", "--json", str(s["root"] / "m.csv")),
      ".json"),
     ("evaluate json is an input", lambda s: preset(s, "evaluate", "--force", "--forget-ids",
@@ -272,6 +289,10 @@ CLI: list[tuple[str, Callable[[dict], list[str]], str]] = [
                                       str(s["root"] / "R")], "--threads"),
     ("bench results is a file", lambda s: ["bench", "--preset", "smoke", "--results", str(s["forget"])],
      "not a folder"),
+    ("bench results in an unwritable folder", lambda s: ["bench", "--preset", "smoke", "--results",
+                                                         str(locked(s) / "R")], "cannot write"),
+    ("report into an unwritable folder", lambda s: ["report", str(s["root"]), "--out", str(locked(s) / "rep")],
+     "cannot write"),
     ("bench unknown grid key", lambda s: ["bench", "--preset", "smoke", "method=[rem]", "--results",
                                           str(s["root"] / "R")], "valid keys"),
     ("bench unknown preset", lambda s: ["bench", "--preset", "huge"], "invalid choice"),

@@ -18,7 +18,7 @@ from .checkpoint import cache_key, is_complete, load_weights, read_meta, save_ch
 from .config import DataConfig, ExperimentConfig, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
-from .files import FileLock, remove_temp_files
+from .files import FileLock, check_writable_folder, remove_temp_files
 from .metrics import Evaluator
 from .models import build_model
 from .training import Runtime, train_model
@@ -125,6 +125,7 @@ def prepare(cfg: ExperimentConfig, *, train: bool = True, data: tuple[CorruptedD
         if not train:
             raise FileNotFoundError(f"no trained model in the cache for this config (looked for {path}); "
                                     "run `rem-unlearn train`")
+        check_writable_folder(path.parent, f"runtime.cache_dir {cfg.runtime.cache_dir}")
         with FileLock(path.with_name(".lock")):
             if not is_complete(path):  # nobody trained it while we waited
                 return _train(cfg, corrupted, test, runtime, path, on_train)
