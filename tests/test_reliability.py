@@ -349,3 +349,18 @@ def test_concurrent_saves_of_one_checkpoint_never_collide(tmp_path):
     assert errors == []
     load_weights(ResNet9(4, 1, width=0.125), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]  # no temp file left
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    from rem_unlearn.files import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "x")
+        assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        (tmp_path / "shared.txt").write_text("old")
+        (tmp_path / "shared.txt").chmod(0o664)
+        atomic_write_text(tmp_path / "shared.txt", "new")
+        assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o664  # a replaced file keeps its mode
+    finally:
+        os.umask(umask)
