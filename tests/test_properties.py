@@ -42,6 +42,14 @@ def only(path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "a reader wrote a file"
 
 
+def cut_short(path: Path, data) -> bool:
+    """Truncate ``path`` at a drawn length; True when the whole file is left."""
+    raw = path.read_bytes()
+    cut = data.draw(st.integers(0, len(raw)))
+    path.write_bytes(raw[:cut])
+    return cut == len(raw)
+
+
 def one_line(exc: BaseException) -> None:
     assert str(exc) and "\n" not in str(exc)
 
@@ -116,15 +124,13 @@ def test_truncated_npy_is_refused_or_complete(arr, data):
     with folder() as d:
         path = d / "ids.npy"
         np.save(path, arr)
-        raw = path.read_bytes()
-        cut = data.draw(st.integers(0, len(raw)))
-        path.write_bytes(raw[:cut])
+        whole = cut_short(path, data)
         try:
             got = read_ids(path)
         except ForgetIdError as exc:
             one_line(exc)
         else:
-            assert cut == len(raw) and got.tolist() == arr.tolist()
+            assert whole and got.tolist() == arr.tolist()
         only(path)
 
 
@@ -181,15 +187,13 @@ def test_truncated_npz_is_refused_or_complete(data):
         path = d / "train.npz"
         n = data.draw(st.integers(1, 6))
         np.savez(path, images=np.zeros((n, 4, 4), np.uint8), labels=np.arange(n) % 2)
-        raw = path.read_bytes()
-        cut = data.draw(st.integers(0, len(raw)))
-        path.write_bytes(raw[:cut])
+        whole = cut_short(path, data)
         try:
             ds = load_npz(path)
         except UserDataError as exc:
             one_line(exc)
         else:
-            assert len(ds) == n
+            assert len(ds) == n and whole
         only(path)
 
 
