@@ -167,7 +167,8 @@ CLI: list[tuple[str, Callable[[dict], list[str]], str]] = [
      "booleans"),
     ("forget npy strings", lambda s: user(s, forget_ids=npy(s["root"] / "s.npy", np.array(["1000"]))), "dtype"),
     ("forget npy truncated", lambda s: user(s, forget_ids=write(
-        s["root"] / "t.npy", npy(s["root"] / "t.npy", np.arange(1000, 1010)).read_bytes()[:90])), "not a readable .npy"),
+        s["root"] / "t.npy", npy(s["root"] / "t.npy", np.arange(1000, 1010)).read_bytes()[:90])),
+     "not a readable .npy"),
     ("forget npy is an npz", lambda s: user(s, forget_ids=npz_as_npy(s["root"] / "z.npy")), ".npz archive"),
     ("forget ids cover everything", lambda s: user(s, forget_ids=write(
         s["root"] / "all.txt", "\n".join(str(i) for i in range(1000, 1060)))), "whole training set"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from rem_unlearn.cli import main
 from rem_unlearn.data.user import UserDataError, folder_manifest, load_image_folder, load_npz, load_training_set

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import UserError
-from .files import atomic_path, atomic_write_bytes, atomic_write_json, json_text  # noqa: F401  (re-exported)
+from .files import atomic_path, json_text
 
 CHECKPOINT_FORMAT = 1
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checkpoint import cache_key
-from ..config import (CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, _merge, from_dict, to_dict,
-                      validate_tree)
+from ..config import CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, _merge, from_dict, to_dict
 from ..presets import EXPERIMENTS, experiment_preset
 
 #: Version of the record layout and of the cell key; bump it when either changes meaning.

@@ -18,7 +18,8 @@ DEFAULT_PAIRS = {"cifar10": (3, 5), "svhn": (3, 5), "fashion-mnist": (2, 4)}
 def interclass_swap(train: ImageDataset, cfg: CorruptionConfig) -> CorruptedData:
     a, b = cfg.class_pair or DEFAULT_PAIRS.get(train.name, (3, 5))
     if a == b or not (0 <= a < train.num_classes and 0 <= b < train.num_classes):
-        raise ConfigError(f"interclass class_pair must be two different classes in 0..{train.num_classes - 1}, got {(a, b)}")
+        raise ConfigError(f"interclass class_pair must be two different classes in 0..{train.num_classes - 1}, "
+                          f"got {(a, b)}")
     count = resolve_size(cfg.size, len(train))
     g = torch.Generator().manual_seed(cfg.seed)
     half = count // 2

@@ -38,7 +38,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetFileError(f"{path}: missing b'data' or b'labels' (not a CIFAR-10 batch)")
     data, labels = np.asarray(data), np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise DatasetFileError(f"{path}: data {data.dtype}{data.shape} / labels {labels.shape}, expected uint8 (N, 3072) and (N,)")
+        raise DatasetFileError(f"{path}: data {data.dtype}{data.shape} / labels {labels.shape}, "
+                               "expected uint8 (N, 3072) and (N,)")
     if labels.size and (labels.min() < 0 or labels.max() >= 10):
         raise DatasetFileError(f"{path}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels

@@ -47,7 +47,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     dims = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
-        raise DatasetFileError(f"{path}: size {len(raw)} bytes, expected {expected} for shape {dims} (truncated or wrong file)")
+        raise DatasetFileError(f"{path}: size {len(raw)} bytes, expected {expected} for shape {dims} "
+                               "(truncated or wrong file)")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 

@@ -75,7 +75,8 @@ def per_channel(values, channels: int, what: str, where: str) -> tuple[float, ..
     except (ValueError, TypeError):
         raise UserDataError(f"{where}: {what} must be numbers, one per channel") from None
     if arr.size != channels or not np.isfinite(arr).all():
-        raise UserDataError(f"{where}: {what} needs {channels} finite value(s), one per channel, got {arr.tolist()[:8]}")
+        raise UserDataError(f"{where}: {what} needs {channels} finite value(s), one per channel, "
+                            f"got {arr.tolist()[:8]}")
     if what == "std" and (arr <= 0).any():
         raise UserDataError(f"{where}: std must be positive, got {arr.tolist()}")
     return tuple(float(v) for v in arr)

@@ -69,7 +69,8 @@ class REM(Method):
         state.num_shared_masks = cfg.num_shared_masks
         if cfg.ideal:
             if ctx.oracle_ids is None:
-                raise ConfigError("rem-ideal is an oracle ablation of the benchmark: it needs every corrupted id (oracle_ids)")
+                raise ConfigError("rem-ideal is an oracle ablation of the benchmark: it needs every corrupted id "
+                                  "(oracle_ids)")
             routed = ctx.oracle_ids.to(rt.device)
         else:
             routed = ctx.forget_ids.to(rt.device)
