@@ -1,26 +1,46 @@
-"""REM on a model trained normally (no reserved capacity) vs REM on the paper's partitioned ResNet-9.
+"""REM on models trained without reserved capacity, against REM on the paper's capacity-0.5 ResNet-9.
 
-For each corruption of the embedded default: trains (or loads from the
-cache) a plain ResNet-18 without gates, adds redirection capacity with
-:func:`rem_unlearn.expand`, runs REM at each discovery rate, discards the
-capacity and evaluates the user's own class.  The same REM budget runs on
-the capacity-0.5 partitioned ResNet-9 (the paper's scheme).  Prints a
-Markdown table (docs/any-model.md).
+For each corruption of the embedded default it trains (or loads from the cache)
 
-    .venv/bin/python experiments/any_model.py [--rates 0.1,0.5,1.0] [--epochs 1] [--width 0.25]
+* a plain CIFAR-style ResNet-18 (width 0.25) -- the kind of model a user has;
+* ``resnet9-plain``: the capacity model's theta_o1 as a network of its own,
+  trained normally (the equivalence check: ``expand`` gives it back the reserved
+  half, the same four channel groups at the same width);
+* the capacity-0.5 partitioned ResNet-9 (the paper's scheme),
+
+runs REM at each discovery rate and seed (``expand`` first for the plain models,
+``discard`` after), and prints a Markdown table: healed, utility, score, attack
+success, and attack success after re-estimating BatchNorm statistics on D_r in
+drop mode (the backdoor must not hide in BN statistics).  Every row is also
+appended to ``--out`` as a JSON line, so tables can be rebuilt without rerunning.
+
+    .venv/bin/python experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10]
+
+``--seeds`` are the discovery and unlearning seeds of a cell; the trained models
+(training seed 0) are shared by all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import statistics
+from collections import defaultdict
 
 from rem_unlearn import discard, expand, unlearn
 from rem_unlearn.config import ExperimentConfig, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
+from rem_unlearn.training import recalibrate_batchnorm
 
-METRICS = ("healed", "utility", "score")
+MODELS = {  # name -> (experiment overrides, expand arguments or None for the partitioned model)
+    "ResNet-18 + expand": (["model.arch=resnet18", "model.width=0.25"], {"width": 0.5}),
+    "ResNet-9 plain + expand": (["model.arch=resnet9-plain"],
+                                {"width": 1.0, "layers": ["conv1.0", "conv2.0", "conv3.0", "conv4.0"]}),
+    "ResNet-9 capacity 0.5": ([], None),
+}
 
 
 def task_for(corruption: str, overrides: list[str]):
@@ -29,44 +49,79 @@ def task_for(corruption: str, overrides: list[str]):
     return prepare(cfg)
 
 
+def run_cell(task, how: dict | None, rate: float, seed: int, method: str, epochs: float) -> dict:
+    train = task.corrupted.train
+    forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
+    model = task.model
+    if how is not None:
+        x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]
+        model = expand(task.model, example_input=x, num_classes=train.num_classes, seed=seed, **how)
+    result = unlearn(model, train, forget, method, runtime=task.runtime, epochs=epochs, seed=seed)
+    final = discard(result.model) if how is not None else result.model
+    metrics = task.evaluate(final, forget)
+    recalibrated = copy.deepcopy(final)
+    recalibrate_batchnorm(recalibrated, task.evaluate.train_batcher, train.rows_except(train.rows_of(forget)))
+    after = task.evaluate(recalibrated, forget)
+    rounds = sum(1 for h in result.history if h.get("event") == "round")
+    return {**{k: metrics[k] for k in ("healed", "utility", "score", "attack_success")},
+            "asr_bn": after["attack_success"], "score_bn": after["score"], "wall": result.wall_time_s,
+            "rounds": rounds, "selected": result.selected}
+
+
+def fmt(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corruptions", default="poison,interclass,random")
-    p.add_argument("--rates", default="0.1,0.5,1.0")
-    p.add_argument("--epochs", type=float, default=1.0, help="REM budget in passes over D_tr (the benchmark's)")
-    p.add_argument("--width", type=float, default=0.25, help="ResNet-18 width multiplier")
-    p.add_argument("--expand-width", type=float, default=0.5, help="added units per layer (fraction)")
+    p.add_argument("--rates", default="0.1,0.25,0.5,1.0")
+    p.add_argument("--seeds", default="0", help="discovery + unlearning seeds per cell")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated names of MODELS")
+    p.add_argument("--method", default="rem")
+    p.add_argument("--epochs", type=float, default=10.0, help="REM's budget in passes over D_tr (the paper's 10)")
+    p.add_argument("--out", default="any_model.jsonl", help="JSON lines of every row (appended)")
     a = p.parse_args()
     rates = [float(r) for r in a.rates.split(",")]
-    lines = ["| corruption | rate | model | healed | utility | score | REM time (s) |", "|---|---|---|---|---|---|---|"]
-
-    def row(corruption, rate, name, m, wall) -> None:
-        cells = " | ".join(f"{m[k]:.1f}" for k in METRICS)
-        lines.append(f"| {corruption} | {rate} | {name} | {cells} | {wall} |")
-        print(lines[-1], flush=True)
-
+    seeds = [int(s) for s in a.seeds.split(",")]
+    names = [n.strip() for n in a.models.split(",")]
+    rows: list[dict] = []
     for corruption in a.corruptions.split(","):
-        plain = task_for(corruption, ["model.arch=resnet18", f"model.width={a.width}"])
-        reserved = task_for(corruption, [])
-        print(f"{corruption}: ResNet-18 (w {a.width}) trained in {plain.train_seconds:.0f}s, "
-              f"ResNet-9 in {reserved.train_seconds:.0f}s", flush=True)
-        row(corruption, "–", "ResNet-18 trained", plain.evaluate(plain.model), "–")
-        row(corruption, "–", "ResNet-9 (capacity 0.5) trained", reserved.evaluate(reserved.model), "–")
-        train = plain.corrupted.train
-        x = plain.evaluate.train_batcher.batch(plain.corrupted.corrupted_rows[:2], augment=False)[0]
-        for rate in rates:
-            forget = discover(plain.corrupted.corrupted_ids, rate, seed=0)
-            big = expand(plain.model, width=a.expand_width, example_input=x, num_classes=train.num_classes)
-            res = unlearn(big, train, forget, "rem", runtime=plain.runtime, epochs=a.epochs)
-            cleaned = discard(res.model)
-            assert type(cleaned) is type(plain.model)
-            row(corruption, rate, "ResNet-18 + expand, REM", plain.evaluate(cleaned, forget), f"{res.wall_time_s:.1f}")
-            res9 = unlearn(reserved.model, reserved.corrupted.train, forget, "rem", runtime=reserved.runtime,
-                           epochs=a.epochs)
-            row(corruption, rate, "ResNet-9 (capacity 0.5), REM", reserved.evaluate(res9.model, forget),
-                f"{res9.wall_time_s:.1f}")
+        for name in names:
+            overrides, how = MODELS[name]
+            task = task_for(corruption, overrides)
+            trained = task.evaluate(task.model)
+            print(f"{corruption} / {name}: trained in {task.train_seconds:.0f}s, healed {trained['healed']:.1f}, "
+                  f"utility {trained['utility']:.1f}", flush=True)
+            for rate in rates:
+                for seed in seeds:
+                    row = {"corruption": corruption, "model": name, "rate": rate, "seed": seed, "method": a.method,
+                           "epochs": a.epochs, **run_cell(task, how, rate, seed, a.method, a.epochs)}
+                    rows.append(row)
+                    with open(a.out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(json.dumps(row), flush=True)
     print()
-    print("\n".join(lines))
+    print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    """Mean over seeds per (corruption, rate, model), plus each model's mean over its cells."""
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        cells[(r["corruption"], r["rate"], r["model"])].append(r)
+    keys = ("healed", "utility", "score", "attack_success", "asr_bn", "wall", "rounds")
+    lines = ["| corruption | rate | model | healed | utility | score | attack success | ASR after BN re-estimation "
+             "| REM time (s) | rounds | seeds |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    per_model: dict[str, list[float]] = defaultdict(list)
+    for (corruption, rate, model), group in cells.items():
+        mean = {k: (statistics.mean(r[k] for r in group) if group[0][k] is not None else None) for k in keys}
+        per_model[model].append(mean["score"])
+        lines.append(f"| {corruption} | {rate:g} | {model} | " + " | ".join(fmt(mean[k]) for k in keys) +
+                     f" | {len(group)} |")
+    lines.append("")
+    lines += [f"- {model}: mean score {statistics.mean(v):.2f} over {len(v)} cells" for model, v in per_model.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

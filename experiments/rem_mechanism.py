@@ -16,16 +16,19 @@ trained model vs REM (healed, utility, score, attack success, wall time).
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
+from torch.nn import functional as F
 
 from rem_unlearn.api import unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import UNLEARN_OPTIM, experiment_preset
-from rem_unlearn.training import accuracy
+from rem_unlearn.models import partition
+from rem_unlearn.training import accuracy, recalibrate_batchnorm
 
 
 def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, overrides: list[str]) -> dict:
@@ -42,20 +45,34 @@ def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, o
     discovered, undiscovered = rows[known], rows[~known]
     batcher = task.evaluate.train_batcher
     print(f"discovery {rate}: {len(forget)} of {len(rows)} corrupted samples known")
-    print("accuracy on the corrupted labels; masked = theta_o1 + theta_o2 (D_f: the shared mask, others: own)")
+    print("accuracy on the corrupted labels; masked = theta_o1 + theta_o2 (D_f: the shared mask, others: own); "
+          "fit weight = the redirect term's gradient weight on D_f (0..2)")
     print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: D_f':>11}{'masked: D_f':>13}"
-          f"{'drop: undisc.':>15}{'masked: undisc.':>17}")
+          f"{'drop: undisc.':>15}{'masked: undisc.':>17}{'fit weight D_f':>16}")
+    reference: list = []
+
+    def fit_weight(model) -> float:
+        x, y, ids = batcher.batch(discovered, augment=False)
+        with torch.no_grad(), task.runtime.autocast():
+            with partition(model, "shared", ids=ids, shared_ids=forget):
+                ce = F.cross_entropy(model(x).float(), y, reduction="none")
+            with partition(reference[0], "shared", ids=ids, shared_ids=forget):
+                ce_ref = F.cross_entropy(reference[0](x).float(), y, reduction="none")
+        return float((2 * torch.sigmoid(-(ce - ce_ref))).mean())
 
     def observe(model, label: str) -> None:
-        acc = lambda r, mode: accuracy(model, batcher, r, mode=mode, shared_ids=forget)  # noqa: E731
-        print(f"{label:<10}{acc(rows, 'drop'):>11.1f}{acc(rows, 'shared'):>13.1f}"
-              f"{acc(discovered, 'drop'):>11.1f}{acc(discovered, 'shared'):>13.1f}"
-              f"{acc(undiscovered, 'drop'):>15.1f}{acc(undiscovered, 'shared'):>17.1f}", flush=True)
+        if label == "start":
+            reference[:] = [copy.deepcopy(model).eval()]
+        masked = copy.deepcopy(model)
+        recalibrate_batchnorm(masked, batcher, torch.arange(len(corrupted.train)), mode="shared", shared_ids=forget)
+        drop = lambda r: accuracy(model, batcher, r, mode="drop")  # noqa: E731
+        shared = lambda r: accuracy(masked, batcher, r, mode="shared", shared_ids=forget)  # noqa: E731
+        print(f"{label:<10}{drop(rows):>11.1f}{shared(rows):>13.1f}{drop(discovered):>11.1f}{shared(discovered):>13.1f}"
+              f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
                      patch_size=cfg.corruption.patch_size, on_epoch=observe, **method_overrides)
-    selected = next((h["at"] for h in result.history if h.get("event") == "selected"), "?")
-    print(f"selected: {selected}, REM took {result.wall_time_s:.1f}s")
+    print(f"selected: {result.selected}, REM took {result.wall_time_s:.1f}s")
     return {"corruption": corruption, "trained": task.evaluate(task.model, forget),
             "rem": task.evaluate(result.model, forget), "wall": result.wall_time_s,
             "train_seconds": task.train_seconds}

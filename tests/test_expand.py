@@ -11,7 +11,8 @@ from rem_unlearn.config import ModelConfig
 from rem_unlearn.data.base import ImageDataset
 from rem_unlearn.models import ResNet18, SmallCNN, build_model, discard, gates, partition, partition_state
 from rem_unlearn.models.expand import (ExpandedLayer, NotAClassifierError, check_classifier, discard_expansion,
-                                       expand)
+                                       expand as expand_model)
+from rem_unlearn.models.widen import WideBatchNorm, WideLayer, plan_widening
 
 CLASSES = 4
 
@@ -33,6 +34,14 @@ def sequential() -> nn.Module:
 
 
 MODELS = {"smallcnn": smallcnn, "resnet18": resnet18, "sequential": sequential}
+HOW = ("branch", "widen")
+
+
+def expand(model: nn.Module, how: str = "branch", **kw) -> nn.Module:
+    """expand() by either mechanism; widening traces the model on an example batch."""
+    if how == "widen":
+        kw.setdefault("example_input", inputs()[0])
+    return expand_model(model, how=how, **kw)
 
 
 def inputs(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,11 +55,12 @@ def toy_set(n: int = 96) -> ImageDataset:
                         torch.randint(0, CLASSES, (n,), generator=g), torch.arange(n), CLASSES, (0.5,), (0.25,))
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("name", list(MODELS))
-def test_capacity_off_equals_original(name: str) -> None:
+def test_capacity_off_equals_original(name: str, how: str) -> None:
     model = MODELS[name]()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    big = expand(model)
+    big = expand(model, how)
     x, _ = inputs()
     with torch.no_grad():
         ref = model(x)
@@ -62,8 +72,30 @@ def test_capacity_off_equals_original(name: str) -> None:
     assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_widened_drop_mode_is_the_original_in_training(name: str) -> None:
+    """In train mode (BatchNorm on batch statistics, running statistics updated), drop mode runs the
+    user's own modules: the same outputs, the same gradients, the same statistics, bit for bit."""
+    model = MODELS[name]().train()
+    big = expand(model, "widen").train()
+    twin = __import__("copy").deepcopy(model)
+    x, _ = inputs()
+    out_big, out_twin = big(x), twin(x)
+    assert torch.equal(out_big, out_twin)
+    out_big.square().sum().backward()
+    out_twin.square().sum().backward()
+    plain = discard(big)
+    for (k, v), (k2, v2) in zip(plain.state_dict().items(), twin.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k  # running statistics included
+    grads = {n.replace(".layer.", ".").replace(".norm.", "."): p.grad for n, p in big.named_parameters()}
+    for k, p in twin.named_parameters():
+        assert torch.equal(grads[k], p.grad), k
+    extras = [p for n, p in big.named_parameters() if "weight_in" in n or "weight_out" in n or ".extra." in n]
+    assert extras and all(p.grad is None for p in extras)  # theta_o2 takes no part in drop mode
+
+
 def test_default_layers_skip_the_classifier() -> None:
-    big = expand(sequential())
+    big = expand(sequential(), "branch")
     assert isinstance(big[0], ExpandedLayer) and isinstance(big[3], ExpandedLayer)
     assert type(big[5]) is nn.Linear
     assert partition_state(big).p_mem == 0.2
@@ -71,9 +103,10 @@ def test_default_layers_skip_the_classifier() -> None:
     assert big[0].gate.size == 2 and big[3].gate.size == 8  # width 0.5 of 4 and 16 outputs
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("name", list(MODELS))
-def test_own_mode_is_per_example(name: str) -> None:
-    big = expand(MODELS[name](), width=1.0)
+def test_own_mode_is_per_example(name: str, how: str) -> None:
+    big = expand(MODELS[name](), how, width=1.0)
     x, ids = inputs()
     x = x[:1].expand(len(ids), -1, -1, -1).contiguous()  # one image under different ids
     with torch.no_grad():
@@ -111,13 +144,14 @@ def test_shared_mode_and_plain_calls() -> None:
             big(x)
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("name", list(MODELS))
-def test_discard_restores_the_original(name: str) -> None:
+def test_discard_restores_the_original(name: str, how: str) -> None:
     model = MODELS[name]()
-    big = expand(model)
+    big = expand(model, how)
     with torch.no_grad():  # pretend unlearning changed both theta_o1 and theta_o2
         for m in big.modules():
-            if isinstance(m, ExpandedLayer):
+            if isinstance(m, (ExpandedLayer, WideLayer, WideBatchNorm)):
                 for p in m.parameters():
                     p.add_(0.05 * torch.randn_like(p))
     small = discard(big)
@@ -135,14 +169,14 @@ def test_discard_restores_the_original(name: str) -> None:
 
 
 def is_plain(m: nn.Module) -> bool:
-    return not any(isinstance(x, ExpandedLayer) for x in m.modules())
+    return not any(isinstance(x, (ExpandedLayer, WideLayer, WideBatchNorm)) for x in m.modules())
 
 
 def test_rem_through_the_api() -> None:
     model = smallcnn()
     data = toy_set()
     forget = torch.arange(8)
-    big = expand(model, example_input=inputs()[0], num_classes=CLASSES)
+    big = expand(model, "branch", example_input=inputs()[0], num_classes=CLASSES)
     # channels_last off: torch 2.13's CPU conv crashes on channels_last batches of varying small sizes
     runtime = {"progress": False, "device": "cpu", "precision": "fp32", "channels_last": False}
     res = unlearn(big, data, forget, "rem", epochs=1, max_flush_epochs=2, select_best=False,
@@ -179,7 +213,7 @@ def test_unsupported_layers_are_named() -> None:
         expand(sequential(), layers="nope")
     with pytest.raises(ValueError, match="already has partition gates"):
         expand(expand(sequential()))
-    big = expand(WithLSTM(), layers="fc")  # the classifier may be named explicitly
+    big = expand(WithLSTM(), layers="fc")  # the classifier may be named explicitly (as a branch)
     assert isinstance(big.fc, ExpandedLayer)
 
 
@@ -200,3 +234,94 @@ def test_build_model_plain_archs() -> None:
         assert type(m) is cls and not gates(m) and m.arch["width"] == 0.125
         assert m(torch.randn(2, 1, 12, 12)).shape == (2, CLASSES)
         assert type(cls(**m.arch)) is cls
+
+
+# ----------------------------------------------------------------------------- widening: real units
+
+
+def test_widen_groups_follow_residual_adds() -> None:
+    """ResNet-18: every layer writing one residual stage's stream is one group, widened alike; the
+    classifier reads the new units; the model's input and output are never widened."""
+    model = resnet18()
+    plan = plan_widening(model, inputs()[0])
+    stage1 = next(g for g in plan.groups if "conv1" in g.producers)
+    assert {"layer1.0.conv2", "layer1.1.conv2"} <= set(stage1.producers) and not stage1.blocked
+    assert "layer1.0.bn2" in stage1.norms and "bn1" in stage1.norms
+    out = next(g for g in plan.groups if "fc" in g.producers)
+    assert out.blocked == "the model's output"
+    big = expand(model, "widen", width=0.5)
+    assert big.expansion_report["conv1"] == "widened (+4 units)"
+    assert big.conv1.extra_out == big.layer1[0].conv2.extra_out == big.layer1[1].conv2.extra_out == 4
+    assert big.fc.extra_in == 32 and big.fc.extra_out == 0  # the classifier's input, not its output
+    assert isinstance(big.bn1, WideBatchNorm) and big.bn1.extra.num_features == 4
+
+
+def test_widened_units_are_read_and_trained_in_shared_mode() -> None:
+    big = expand(smallcnn(), "widen", width=1.0).train()
+    x, ids = inputs(4)
+    with partition(big, "shared", ids=ids, shared_ids=ids[:2]):
+        out = big(x[:1].expand(4, -1, -1, -1).contiguous())
+    out.sum().backward()
+    assert torch.allclose(out[0], out[1], atol=1e-5) and not torch.allclose(out[2], out[3], atol=1e-4)
+    first, last = big.features[0][0], big.fc
+    assert first.weight_out.grad.abs().sum() > 0 and last.weight_in.grad.abs().sum() > 0
+    assert first.layer.weight.grad.abs().sum() > 0  # theta_o1 trains too
+
+
+class Concat(nn.Module):
+    """Channels joined by concatenation: the two producers' groups cannot be widened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1)
+        self.mix = nn.Conv2d(8, 4, 3, padding=1)
+        self.fc = nn.Linear(4, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.mix(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.fc(h.mean((2, 3)))
+
+
+class DataDependent(nn.Module):
+    """Python control flow on a tensor's value: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if h.mean() > 0:
+            h = torch.relu(h)
+        return self.fc(h.mean((2, 3)))
+
+
+def test_widen_says_what_it_leaves_alone() -> None:
+    big = expand(Concat(), "auto", example_input=inputs()[0])
+    report = big.expansion_report
+    assert report["mix"].startswith("widened") and report["fc"].startswith("widened (reads")
+    assert "cat is not a channel-wise operation" in report["a"] and "cat" in report["b"]
+    x, ids = inputs()
+    with torch.no_grad(), partition(big, "own", ids=ids):
+        assert big(x).shape == (len(ids), CLASSES)
+
+
+def test_untraceable_model_falls_back_to_branches() -> None:
+    torch.manual_seed(0)
+    big = expand(DataDependent(), "auto", example_input=inputs()[0])
+    assert isinstance(big.conv, ExpandedLayer)
+    assert "cannot trace" in big.expansion_report["(widening)"]
+    assert big.expansion_report["conv"].startswith("branch")
+    with pytest.raises(ValueError, match="cannot widen DataDependent: torch.fx cannot trace"):
+        expand(DataDependent(), "widen")
+    with pytest.raises(ValueError, match="needs example_input"):
+        expand_model(sequential(), how="widen")
+
+
+def test_widen_chosen_layers_only() -> None:
+    big = expand(resnet18(), "widen", layers=["layer4.0.conv1"])
+    widened = {n for n, r in big.expansion_report.items() if r.startswith("widened")}
+    assert widened == {"layer4.0.conv1", "layer4.0.bn1", "layer4.0.conv2"}  # the group and its one reader
+    with pytest.raises(ValueError, match="fc: the model's output"):
+        expand(resnet18(), "widen", layers=["fc"])

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 
 from rem_unlearn.api import ForgetIdError, forget_rows, unlearn
 from rem_unlearn.methods.base import ProxySelector, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
-from rem_unlearn.methods.rem import REM, REMConfig
+from rem_unlearn.methods.rem import REM, REMConfig, REMOfficialConfig
 from rem_unlearn.models import ResNet9, partition, partition_state
 from rem_unlearn.training import Runtime, train_model
 from rem_unlearn.config import RuntimeConfig, TrainConfig
@@ -40,48 +41,108 @@ def test_loss_terms_hand_computed():
     torch.testing.assert_close(per_sample_ce(logits, y), manual)
 
 
-def test_repair_loss_matches_hand_computation():
-    data = make_toy(n=64)
-    model = ResNet9(4, 1, width=0.125).eval()
-    partition_state(model).p_mem = 0.2
-    ref = ResNet9(4, 1, width=0.125).eval()
-    partition_state(ref).p_mem = 0.2
-    rt = Runtime.from_config(RuntimeConfig(precision="fp32"))
+def memorised_noise(n: int = 128, epochs: int = 10):
+    """Random images with random labels, memorised: forgetting some of them is a real change of weights."""
+    from rem_unlearn.data.base import ImageDataset
+
+    g = torch.Generator().manual_seed(2)
+    data = ImageDataset("noise", torch.randint(0, 256, (n, 1, 12, 12), dtype=torch.uint8, generator=g),
+                        torch.randint(0, 4, (n,), generator=g), torch.arange(n), 4, (0.5,), (0.25,))
+    return data, trained_toy_model(data, epochs=epochs)
+
+
+def _pair(train: bool):
+    torch.manual_seed(0)
+    model, ref = ResNet9(4, 1, width=0.125), ResNet9(4, 1, width=0.125).eval()
+    for m in (model, ref):
+        partition_state(m).p_mem = 0.2
+    model.train(train)
     x = torch.randn(6, 1, 12, 12)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     ids = torch.arange(100, 106)
     routed = torch.tensor([101, 104])
+    return model, ref, x, y, ids, routed, Runtime.from_config(RuntimeConfig(precision="fp32"))
+
+
+def _fit(model, ref, x, y, ids, routed):
+    with partition(model, "shared", ids=ids, shared_ids=routed):
+        ce_m = per_sample_ce(model(x), y)
+    with torch.no_grad(), partition(ref, "shared", ids=ids, shared_ids=routed):
+        ce_r = per_sample_ce(ref(x), y)
+    return dpo_fit(ce_m, ce_r, 1.0)
+
+
+def test_default_repair_loss_is_the_redirect_term():
+    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
+    model, ref, x, y, ids, routed, rt = _pair(train=True)
     loss = REM(REMConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
+    torch.testing.assert_close(loss.detach(), _fit(copy.deepcopy(model), ref, x, y, ids, routed).mean().detach())
+
+
+def test_official_repair_loss_is_the_whole_batch_loss_in_training():
+    """rem-official: the removal term comes from a drop-mode pass over the whole batch in train-mode BN,
+    kept for the routed rows and averaged over the batch, as the official code computes it."""
+    model, ref, x, y, ids, routed, rt = _pair(train=True)
+    twin = copy.deepcopy(model)
+    loss = REM(REMOfficialConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
+    f = torch.isin(ids, routed)
     with torch.no_grad():
-        with partition(model, "shared", ids=ids, shared_ids=routed):
-            ce_m = per_sample_ce(model(x), y)
-        with partition(ref, "shared", ids=ids, shared_ids=routed):
-            ce_r = per_sample_ce(ref(x), y)
-        f = torch.tensor([False, True, False, False, True, False])
-        ce_d = per_sample_ce(model(x[f]), y[f])
-        ce_rd = per_sample_ce(ref(x[f]), y[f])
-    expected = (dpo_fit(ce_m, ce_r, 1.0).sum() + npo_removal(ce_d, ce_rd, 1.0).sum()) / 6
-    torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-5)
+        fit = _fit(twin, ref, x, y, ids, routed)
+        removal = npo_removal(per_sample_ce(twin(x), y), per_sample_ce(ref(x), y), 1.0)
+    torch.testing.assert_close(loss.detach(), (fit.sum() + removal[f].sum()) / 6, atol=1e-5, rtol=1e-5)
+
+
+def test_removal_on_forget_rows_alone_is_another_loss_in_training():
+    """Why the old shortcut was wrong: with BatchNorm in train mode, D_f's rows run without the rest of
+    their batch give other losses (an eval-mode test cannot see this).  Our removal pass normalises with
+    the running statistics, so a row's loss does not depend on what else is in its batch."""
+    model, ref, x, y, ids, routed, rt = _pair(train=True)
+    f = torch.isin(ids, routed)
+    with torch.no_grad():
+        whole = per_sample_ce(model(x), y)[f]
+        alone = per_sample_ce(model(x[f]), y[f])
+    assert (whole - alone).abs().max() > 1e-3
+    rem = REM(REMConfig())
+    with torch.no_grad():
+        pair = rem.removal_step_loss(model, ref, x[f], y[f], rt)
+        singles = [rem.removal_step_loss(model, ref, x[i:i + 1], y[i:i + 1], rt) for i in torch.nonzero(f).flatten()]
+        with_others = rem.removal_step_loss(model, ref, x[[1, 0]], y[[1, 0]], rt)
+    torch.testing.assert_close(pair, torch.stack(singles).mean())
+    assert model.training  # the pass froze BatchNorm for itself only
+
+
+def test_flush_keeps_batchnorm_statistics():
+    """The flush trains on batches of D_f alone: with train-mode BN they would move the running statistics
+    (and could hide the corruption in them); REM's flush leaves them exactly as they were."""
+    data, model = memorised_noise()
+    rows = forget_rows(data, data.ids[:16])
+    cfg = REMConfig(epochs=1)
+    cfg.optim.batch_size, cfg.optim.lr = 32, 0.05
+    ctx = UnlearnContext(model, data, rows, data.rows_except(rows), Runtime.from_config(), cfg)
+    before = copy.deepcopy(model.state_dict())
+    assert REM(cfg).flush(ctx, model, copy.deepcopy(model).eval(), ctx.trainer()) > 0
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if "running" in k)
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if "running" not in k)
 
 
 def test_flush_stops_at_gamma():
-    data = make_toy(n=256)
-    model = trained_toy_model(data)
-    forget = data.ids[:24]
+    data, model = memorised_noise()
+    forget = data.ids[:16]
     rt = Runtime.from_config()
     rows = forget_rows(data, forget)
-    keep = torch.ones(len(data), dtype=torch.bool)
-    keep[rows] = False
     cfg = REMConfig(epochs=1, gamma=0.2)
-    cfg.optim.batch_size = 32
-    ctx = UnlearnContext(model, data, rows, torch.nonzero(keep).flatten(), rt, cfg)
+    cfg.optim.batch_size, cfg.optim.lr = 32, 0.05
+    ctx = UnlearnContext(model, data, rows, data.rows_except(rows), rt, cfg)
     assert ctx.forget_accuracy(model) > 0.2
     partition_state(model).p_mem = 0.2
-    ref = __import__("copy").deepcopy(model).eval()
+    ref = copy.deepcopy(model).eval()
     rem = REM(cfg)
     trainer = ctx.trainer()
+    lr = trainer.optimizer.param_groups[0]["lr"]
     steps = rem.flush(ctx, model, ref, trainer)
-    assert steps > 0 and trainer.steps == 0  # flush steps are outside the budget
+    assert steps > 0 and trainer.steps == 0  # flush steps are outside the budget ...
+    assert trainer.scheduler.last_epoch == 0 and trainer.optimizer.param_groups[0]["lr"] == lr  # ... and schedule
     assert ctx.forget_accuracy(model) <= 0.2
     assert rem.flush(ctx, model, ref, trainer) == 0  # already below gamma: nothing to do
 
@@ -150,3 +211,60 @@ def test_unknown_method_and_override(toy):
 def test_rem_ideal_needs_oracle(toy):
     with pytest.raises(ValueError, match="oracle"):
         unlearn(ResNet9(4, 1, width=0.125), toy, toy.ids[:3], "rem-ideal", epochs=1, runtime=RT)
+
+
+def test_stopping_rule_and_full_budget():
+    """patience=1: REM stops after a round that did not beat the best proxy, once D_f stays forgotten;
+    patience=None runs every round of the budget."""
+    data, model = memorised_noise()
+    kw = dict(epochs=4, optim={"batch_size": 32, "lr": 0.05}, runtime=RT)
+    full = unlearn(model, data, data.ids[:16], "rem", patience=None, **kw)
+    assert [h["event"] for h in full.history].count("round") == 4
+    early = unlearn(model, data, data.ids[:16], "rem", patience=1, **kw)
+    rounds = [h for h in early.history if h["event"] == "round"]
+    stopped = [h for h in early.history if h["event"] == "stopped"]
+    proxies = [h for h in early.history if h["event"] == "proxy"]
+    if stopped:  # the round it stopped after did not improve, and D_f was forgotten then
+        last = proxies[-1]
+        assert last["proxy"] <= max(p["proxy"] for p in proxies[:-1]) and last["removing"] <= 0.2
+        assert len(rounds) < 4
+    else:
+        assert len(rounds) == 4
+
+
+def test_recalibrated_statistics_are_the_average_of_the_batches():
+    from torch import nn
+    from rem_unlearn.training import Batcher, recalibrate_batchnorm
+
+    data = make_toy(n=96)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.LazyLinear(4))
+    rt = Runtime.from_config(RuntimeConfig(precision="fp32", channels_last=False))
+    batcher = Batcher(data, rt)
+    model(batcher.batch(torch.arange(2))[0])  # materialise the lazy layer
+    model[1].running_mean.fill_(5.0)
+    model.eval()
+    assert recalibrate_batchnorm(model, batcher, torch.arange(96), batch_size=32) == 96
+    with torch.no_grad():
+        conv = model[0](batcher.batch(torch.arange(96))[0])
+    torch.testing.assert_close(model[1].running_mean, conv.mean((0, 2, 3)), atol=1e-5, rtol=1e-5)
+    assert not model.training and model[1].momentum == 0.1  # mode and momentum restored
+
+
+def test_fresh_capacity_reinitialises_only_what_drop_mode_never_uses():
+    from rem_unlearn.methods.rem import fresh_capacity
+
+    data = make_toy(n=64)
+    model = trained_toy_model(data, epochs=1).eval()
+    ctx = UnlearnContext(model, data, torch.arange(8), torch.arange(8, 64), Runtime.from_config(), REMConfig())
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(4, 1, 12, 12)
+    with torch.no_grad():
+        drop_before = model(x)
+        torch.manual_seed(5)
+        count = fresh_capacity(ctx, model)
+        torch.testing.assert_close(model(x), drop_before, atol=0, rtol=0)
+    masks = model.redirection_parameters()
+    assert count == sum(int(m.sum()) for m in masks.values()) > 0
+    for name, p in model.named_parameters():
+        assert torch.equal(p[~masks[name]], before[name][~masks[name]])
+    assert any(not torch.equal(p[masks[n]], before[n][masks[n]]) for n, p in model.named_parameters())

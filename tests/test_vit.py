@@ -11,7 +11,7 @@ from rem_unlearn.models.vit import ViT, SlimViT
 
 TINY = dict(num_classes=7, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
 INPUTS = [(3, 32, 8), (1, 28, 8), (3, 32, 4), (1, 28, 4)]  # (channels, side, patch)
-KINDS = ["token", "feature"]
+KINDS = ["token", "feature", "mlp"]
 
 
 def tiny(kind: str, c: int = 3, side: int = 32, patch: int = 8, seed: int = 0) -> ViT:
@@ -47,11 +47,11 @@ def test_forward_shape(kind: str, c: int, side: int, patch: int) -> None:
             y = m(x)
         assert y.shape == (3, TINY["num_classes"]) and torch.isfinite(y).all()
     g = gates(m)
-    assert len(g) == 2 * TINY["depth"] and all(x.group == 0 for x in g)
-    assert g[0].size == (tokens if kind == "token" else TINY["dim"])
+    assert len(g) == (1 if kind == "mlp" else 2) * TINY["depth"] and all(x.group == 0 for x in g)
+    assert g[0].size == {"token": tokens, "feature": TINY["dim"], "mlp": TINY["mlp_dim"]}[kind]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS[:2])
 def test_drop_matches_hand_zeroed_reference(kind: str) -> None:
     """Drop mode == a gate-free forward that zeroes the theta_o2 tokens/features after each residual."""
     m = tiny(kind, 1, 28, 8)
@@ -132,7 +132,7 @@ def test_discard_equals_drop(kind: str, c: int, side: int, patch: int) -> None:
         out = small(x)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
     # A fresh model built from `arch` and the state dict is the same model.
-    cls = ViT if kind == "token" else SlimViT
+    cls = SlimViT if kind == "feature" else ViT
     rebuilt = cls(**small.arch).eval()
     rebuilt.load_state_dict(small.state_dict())
     with torch.no_grad():
@@ -142,8 +142,31 @@ def test_discard_equals_drop(kind: str, c: int, side: int, patch: int) -> None:
         assert isinstance(small, ViT) and small.arch["partitioned"] is False
         assert small.arch["keep_tokens"] == gates(m)[0].n_fix and n_small == n_big
         assert all(not b.requires_grad for b in small.buffers())
+    elif kind == "mlp":
+        assert small.arch["mlp_dim"] == gates(m)[0].n_fix and n_small < n_big
+        assert set(small.state_dict()) == {k for k in m.state_dict()}  # the same keys, narrower MLPs
     else:
         assert isinstance(small, SlimViT) and n_small < n_big
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_redirection_parameters_are_what_drop_mode_never_uses(kind: str) -> None:
+    """The entries REM re-initialises: changing them leaves drop mode unchanged and drop mode gives them no
+    gradient (token positions own no parameters)."""
+    m = tiny(kind)
+    x = torch.randn(3, 3, 32, 32)
+    masks = m.redirection_parameters()
+    if kind == "token":
+        assert masks == {}
+        return
+    before = drop(m, x)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            p[masks[n]] += torch.randn_like(p[masks[n]])
+    torch.testing.assert_close(drop(m, x), before, atol=0, rtol=0)
+    drop(m, x).square().sum().backward()
+    assert all(p.grad is None or not p.grad[masks[n]].any() for n, p in m.named_parameters())
+    assert sum(int(v.sum()) for v in masks.values()) > 0
 
 
 def test_discard_needs_a_partition() -> None:

@@ -20,7 +20,7 @@ from .errors import UserError
 
 DATASET_NAMES = ("fashion-mnist", "cifar10", "svhn")
 CORRUPTION_KINDS = ("random", "interclass", "poison")
-ARCHS = ("resnet9", "vit", "resnet18", "smallcnn")
+ARCHS = ("resnet9", "vit", "resnet18", "smallcnn", "resnet9-plain")
 VARIANTS = ("capacity", "etd")
 
 
@@ -87,7 +87,7 @@ class ModelConfig:
     def validate(self) -> None:
         _choice(self.arch, ARCHS, "model.arch")
         _choice(self.variant, VARIANTS, "model.variant")
-        _choice(self.partition, ("token", "feature"), "model.partition")
+        _choice(self.partition, ("token", "feature", "mlp"), "model.partition")
         if not 0.0 < self.p_fixed <= 1.0:
             raise ConfigError(f"model.p_fixed must be in (0, 1], got {self.p_fixed}")
         if self.width <= 0:

@@ -165,8 +165,9 @@ class Trainer:
             with torch.no_grad():
                 for p, mask, frozen in self.grad_masks:
                     p.copy_(torch.where(mask, p, frozen))
-        self.scheduler.step()
-        self.steps += int(count)
+        if count:  # uncounted steps (REM's flush) neither use the budget nor move the schedule
+            self.scheduler.step()
+            self.steps += 1
         return value
 
 
@@ -249,3 +250,79 @@ def accuracy(model: nn.Module, batcher: Batcher, rows: torch.Tensor, labels: tor
     pred = predict(model, batcher, rows, **kw)
     target = batcher.data.labels[rows] if labels is None else labels
     return 100.0 * float((pred == target.cpu()).float().mean())
+
+
+BATCHNORM = nn.modules.batchnorm._BatchNorm
+
+
+@contextlib.contextmanager
+def kept_statistics(model: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm for the block (batch statistics), but its running statistics stay as they are."""
+    norms = [(m, m.momentum) for m in model.modules() if isinstance(m, BATCHNORM)]
+    for m, _ in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in norms:
+            m.momentum = momentum
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers in eval mode for the block: they normalise with their running statistics and
+    do not update them, so a batch made of one kind of sample (e.g. only D_f) cannot shift them."""
+    norms = [m for m in model.modules() if isinstance(m, BATCHNORM) and m.training]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.train()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str = "drop",
+                          shared_ids: torch.Tensor | None = None, batch_size: int = 256,
+                          max_rows: int | None = 4096, seed: int = 0) -> int:
+    """Re-estimate the running statistics of every BatchNorm that ``mode`` uses, on ``rows`` (non-augmented).
+
+    The statistics become the exact average over the batches (momentum None), so
+    they describe the model as it is used in ``mode`` (drop: at inference) on these
+    images, not the mixture of modes and batches that training left behind.
+    BatchNorms the mode never calls (e.g. those of widened theta_o2 units in drop
+    mode) keep theirs.  Returns the number of rows used (a seeded sample of at
+    most ``max_rows``).
+    """
+    norms = [m for m in model.modules() if isinstance(m, BATCHNORM) and m.track_running_stats]
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    if not norms or len(rows) == 0:
+        return 0
+    if max_rows is not None and len(rows) > max_rows:
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_rows]]
+    saved = {m: m.momentum for m in norms}
+
+    def first_use(m: nn.Module, _inputs) -> None:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+        handles.pop(m).remove()
+
+    handles = {m: m.register_forward_pre_hook(first_use) for m in norms}
+    was_training = model.training
+    model.train()
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            if len(chunk) < 2 and start:
+                break  # train-mode BN cannot normalise a single row; the average already has the rest
+            x, _, ids = batcher.batch(chunk, augment=False)
+            with batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
+                model(x)
+    finally:
+        for h in handles.values():
+            h.remove()
+        for m, momentum in saved.items():
+            m.momentum = momentum
+        model.train(was_training)
+    return len(rows)

@@ -22,7 +22,7 @@ from ..presets import EXPERIMENTS, experiment_preset
 BENCH_FORMAT = 1
 
 #: The REM ablations (not part of the default grid).
-REM_ABLATIONS = ("rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga")
+REM_ABLATIONS = ("rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga", "rem-official")
 
 #: Config fields that say where things live or how chatty a run is, not what it computes: left out of keys.
 _LOCATION_FIELDS = {"data": ("root", "download"), "runtime": ("cache_dir", "progress", "threads")}

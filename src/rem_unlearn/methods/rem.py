@@ -16,16 +16,17 @@ with the best known-data proxy is returned.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..config import ConfigError
 from ..models.gates import partition, partition_state
-from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
+from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm
+from .base import Method, UnlearnConfig, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
+from .common import finish, frozen_copy, start_selection
 from .registry import register_method
 
 
@@ -41,6 +42,12 @@ class REMConfig(UnlearnConfig):
     repair_removal: bool = True  # step 3.2
     removal: str = "npo"  # or "ga": plain gradient ascent on CE (REM-GA ablation)
     ideal: bool = False  # oracle: all corrupted ids share the mask and get the removal term
+    # Where we deviate from the official code (docs/design.md); `rem-official` restores it.
+    removal_every_step: bool = True  # 3.2 on a D_f mini-batch at every repair step, weight 1
+    removal_batch_size: int = 32  # rows of that D_f mini-batch
+    drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
+    patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
+    reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
 
     def validate(self) -> None:
         super().validate()
@@ -48,6 +55,33 @@ class REMConfig(UnlearnConfig):
             raise ConfigError(f"removal={self.removal!r}; choose npo or ga")
         if not 0.0 < self.p_mem <= 1.0 or self.beta <= 0 or self.num_shared_masks < 1:
             raise ConfigError("p_mem must be in (0, 1], beta > 0, num_shared_masks >= 1")
+        if self.removal_batch_size < 1 or (self.patience is not None and self.patience < 1):
+            raise ConfigError("removal_batch_size must be >= 1 and patience >= 1 (or none)")
+
+
+@torch.no_grad()
+def fresh_capacity(ctx: UnlearnContext, model: nn.Module) -> int:
+    """Give the parameter entries that only theta_o2 uses a fresh random init; returns how many.
+
+    A capacity model never trains them: their only update in pre-training is
+    weight decay, which Adam's normalised steps drive to zero within a few
+    hundred steps (SGD barely moves them).  Zero rows that are read by zero
+    columns get no gradient, so "expanding" with them would add dead capacity.
+    """
+    redirect = getattr(model, "redirection_parameters", None)
+    masks = redirect() if callable(redirect) else {}
+    if not any(bool(m.any()) for m in masks.values()):
+        return 0
+    fresh = dict(ctx.fresh_model().named_parameters())
+    count = 0
+    for name, p in model.named_parameters():
+        mask = masks.get(name)
+        if mask is not None and bool(mask.any()):
+            mask = mask.to(p.device)
+            p.copy_(torch.where(mask, fresh[name].to(p.device, p.dtype), p))
+            count += int(mask.sum())
+    ctx.log(event="fresh capacity", entries=count)
+    return count
 
 
 @register_method("rem")
@@ -55,69 +89,93 @@ class REM(Method):
     Config = REMConfig
     summary = "Redirect corrupted data into extra capacity, then drop it (Schoepf et al. 2025)."
 
+    @property
+    def cfg(self) -> REMConfig:
+        return self.config  # type: ignore[return-value]
+
     def removal_loss(self, ce: torch.Tensor, ce_ref: torch.Tensor) -> torch.Tensor:
-        cfg: REMConfig = self.config  # type: ignore[assignment]
-        return -ce if cfg.removal == "ga" else npo_removal(ce, ce_ref, cfg.beta)
+        return -ce if self.cfg.removal == "ga" else npo_removal(ce, ce_ref, self.cfg.beta)
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: REMConfig = self.config  # type: ignore[assignment]
-        model, rt = ctx.model, ctx.runtime
+        cfg, model, rt = self.cfg, ctx.model, ctx.runtime
         state = partition_state(model)  # raises a clear error for a model without gates
-        selector = ProxySelector(ctx, model)
-        if state.p_mem == 0.0:
-            state.p_mem = cfg.p_mem  # step 1: the untrained half becomes redirection capacity
+        if state.p_mem == 0.0:  # step 1: the untrained half becomes redirection capacity
+            state.p_mem = cfg.p_mem
+            if cfg.reinit_capacity:
+                fresh_capacity(ctx, model)
         state.num_shared_masks = cfg.num_shared_masks
         if cfg.ideal:
             if ctx.oracle_ids is None:
                 raise ConfigError("rem-ideal is an oracle ablation of the benchmark: it needs every corrupted id "
                                   "(oracle_ids)")
-            routed = ctx.oracle_ids.to(rt.device)
+            routed = ctx.oracle_ids
         else:
-            routed = ctx.forget_ids.to(rt.device)
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
-        ctx.observe(model, "start")
+            routed = ctx.forget_ids
+        routed_rows = ctx.train.rows_of(routed)
+        routed = routed.to(rt.device)
+        reference = frozen_copy(model)
+        selector = start_selection(ctx, model)
         trainer = ctx.trainer(what="REM")
-        flush_trainer_steps = 0
         round_steps = cfg.round_steps or ctx.steps_per_epoch
         batches = ctx.batches(ctx.all_rows)
-        rounds = -(-ctx.budget // round_steps)
-        for rnd in range(1, rounds + 1):
-            if cfg.flush:
-                flush_trainer_steps += self.flush(ctx, model, reference, trainer)
+        removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size)
+        stale = 0
+        for rnd in range(1, -(-ctx.budget // round_steps) + 1):
+            flush_steps = self.flush(ctx, model, reference, trainer) if cfg.flush else 0
             model.train()
-            for _ in range(min(round_steps, ctx.budget - trainer.steps)):
-                x, y, ids = next(batches)
-                trainer.step(self.repair_loss(model, reference, x, y, ids, routed, rt))
-            ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_trainer_steps)
+            # With drop_mode_batchnorm the running statistics describe drop mode only: masked passes
+            # normalise with their batch's statistics but do not move them; they are re-estimated below.
+            with kept_statistics(model) if cfg.drop_mode_batchnorm else contextlib.nullcontext():
+                for _ in range(min(round_steps, ctx.budget - trainer.steps)):
+                    x, y, ids = next(batches)
+                    loss = self.repair_loss(model, reference, x, y, ids, routed, rt)
+                    if cfg.repair_removal and cfg.removal_every_step:
+                        xf, yf, _ = next(removal_batches)
+                        loss = loss + self.removal_step_loss(model, reference, xf, yf, rt)
+                    trainer.step(loss)
+            if cfg.drop_mode_batchnorm:
+                recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, seed=cfg.seed)
+            ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_steps)
             ctx.observe(model, f"round {rnd}")
             selector.consider(model, f"round {rnd}")
+            stale = 0 if selector.best_label == f"round {rnd}" else stale + 1
             if trainer.steps >= ctx.budget:
                 break
-        best = selector.result(model)
-        ctx.log(event="selected", at=selector.best_label, proxy=selector.best_proxy)
-        return best
+            if cfg.patience and stale >= cfg.patience and selector.last_removing <= cfg.gamma:
+                ctx.log(event="stopped", round=rnd, rounds_without_improvement=stale)
+                break
+        return finish(ctx, selector, model)
 
     def flush(self, ctx: UnlearnContext, model: nn.Module, reference: nn.Module, trainer) -> int:
-        """Step 2: NPO on D_f through theta_o1 until forget accuracy <= gamma; not counted in the budget."""
-        cfg: REMConfig = self.config  # type: ignore[assignment]
+        """Step 2: NPO on D_f through theta_o1 until forget accuracy <= gamma; not counted in the budget.
+
+        With ``drop_mode_batchnorm`` BN keeps its running statistics: batches of
+        D_f alone would otherwise move them and fake the removal (issue: a flush
+        in train-mode BN healed 33 %, re-estimating BN on clean data gave 3.5 %).
+        """
+        cfg = self.cfg
         steps = 0
         for _ in range(cfg.max_flush_epochs):
             if ctx.forget_accuracy(model) <= cfg.gamma:
                 break
             model.train()
             for x, y, _ids in ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size):
-                with ctx.runtime.autocast():
-                    with torch.no_grad():
-                        ce_ref = per_sample_ce(reference(x), y)  # drop mode: the trained model itself
-                    ce = per_sample_ce(model(x), y)
-                    loss = self.removal_loss(ce, ce_ref).mean()
-                trainer.step(loss, count=False)  # flush steps are outside the repair budget, as in the paper
+                trainer.step(self.removal_step_loss(model, reference, x, y, ctx.runtime), count=False)
                 steps += 1
         return steps
 
+    def removal_step_loss(self, model, reference, x, y, rt) -> torch.Tensor:
+        """Mean removal loss of D_f rows through theta_o1 (drop mode), the trained theta_o1 as reference."""
+        frozen = frozen_batchnorm(model) if self.cfg.drop_mode_batchnorm else contextlib.nullcontext()
+        with rt.autocast(), frozen:
+            with torch.no_grad():
+                ce_ref = per_sample_ce(reference(x), y)
+            return self.removal_loss(per_sample_ce(model(x), y), ce_ref).mean()
+
     def repair_loss(self, model, reference, x, y, ids, routed, rt) -> torch.Tensor:
-        """Step 3 batch loss: mean over the batch of the redirect term, plus the removal term on routed rows."""
-        cfg: REMConfig = self.config  # type: ignore[assignment]
+        """Step 3 batch loss: the redirect term on every row, plus (official scheme) the removal term on
+        the routed rows of the batch, from a drop-mode pass over the whole batch, averaged over the batch."""
+        cfg = self.cfg
         in_forget = torch.isin(ids, routed)
         fit_mode = "shared" if cfg.redirect else "drop"
         with rt.autocast():
@@ -129,17 +187,12 @@ class REM(Method):
             if not cfg.redirect:
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
             total = fit.sum()
-            n_forget = int(in_forget.sum())
-            if cfg.repair_removal and n_forget:
-                # Drop-mode pass on the D_f rows only; with a single row, BatchNorm in train mode may have
-                # one value per channel, so fall back to the whole batch and mask.
-                rows = in_forget if n_forget > 1 else torch.ones_like(in_forget)
-                xf, yf = x[rows], y[rows]
+            if cfg.repair_removal and not cfg.removal_every_step and bool(in_forget.any()):
+                # The whole batch, so that train-mode BN normalises D_f with the statistics of a mixed batch.
                 with torch.no_grad():
-                    ce_ref_f = per_sample_ce(reference(xf), yf)  # drop mode: theta_o1 of the trained model
-                ce_f = per_sample_ce(model(xf), yf)
-                removal = self.removal_loss(ce_f, ce_ref_f)
-                total = total + (removal if n_forget > 1 else removal * in_forget).sum()
+                    ce_ref_all = per_sample_ce(reference(x), y)  # drop mode: theta_o1 of the trained model
+                removal = self.removal_loss(per_sample_ce(model(x), y), ce_ref_all)
+                total = total + (removal * in_forget).sum()
         return total / len(y)
 
 
@@ -185,3 +238,17 @@ class REMGAConfig(REMConfig):
 class REMGradientAscent(REM):
     Config = REMGAConfig
     summary = "Ablation: gradient ascent instead of NPO for removal."
+
+
+@dataclass
+class REMOfficialConfig(REMConfig):
+    reinit_capacity: bool = False
+    removal_every_step: bool = False
+    drop_mode_batchnorm: bool = False
+    patience: int | None = None
+
+
+@register_method("rem-official")
+class REMOfficial(REM):
+    Config = REMOfficialConfig
+    summary = "REM as the official code runs it: in-batch removal term, train-mode BN, no early stop."

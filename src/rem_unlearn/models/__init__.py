@@ -14,11 +14,19 @@ from .smallcnn import SmallCNN
 
 def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """A fresh model for the config: partitioned (resnet9, vit; p_mem from the variant) or plain
-    (resnet18, smallcnn: trained normally, use :func:`expand` for REM)."""
+    (resnet18, smallcnn, resnet9-plain: trained normally, use :func:`expand` for REM).
+
+    ``resnet9-plain`` is the capacity model's theta_o1 as a network of its own (the
+    shape :meth:`ResNet9.discard_redirection` returns): a normally trained model
+    that ``expand`` can give the reserved half back to, for the equivalence check.
+    """
     cfg.validate()
     if cfg.arch in ("resnet18", "smallcnn"):
         plain = ResNet18 if cfg.arch == "resnet18" else SmallCNN
         return plain(num_classes, in_channels, width=cfg.width)
+    if cfg.arch == "resnet9-plain":
+        full = ResNet9(num_classes, in_channels, width=cfg.width, p_fixed=cfg.p_fixed)
+        return full.discard_redirection()
     if cfg.arch == "resnet9":
         model: nn.Module = ResNet9(num_classes, in_channels, width=cfg.width, p_fixed=cfg.p_fixed)
     elif cfg.arch == "vit":

@@ -80,7 +80,9 @@ class ExpandedLayer(nn.Module):
 
 
 def is_expanded(model: nn.Module) -> bool:
-    return any(isinstance(m, ExpandedLayer) for m in model.modules())
+    from .widen import WideBatchNorm, WideLayer
+
+    return any(isinstance(m, (ExpandedLayer, WideLayer, WideBatchNorm)) for m in model.modules())
 
 
 def _describe(model: nn.Module) -> str:
@@ -149,49 +151,118 @@ def check_classifier(model: nn.Module, example_input: torch.Tensor, num_classes:
                                   f"shape {tuple(example_input.shape)} gave {k} outputs per sample")
 
 
+HOW = ("auto", "widen", "branch")
+
+
 def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = 0.2,
-           seed: int = 0, *, example_input: torch.Tensor | None = None,
-           num_classes: int | None = None) -> nn.Module:
+           seed: int = 0, *, example_input: torch.Tensor | None = None, num_classes: int | None = None,
+           how: str = "auto") -> nn.Module:
     """A deep copy of ``model`` with redirection capacity; ``model`` itself is never modified.
 
-    ``layers``: module names (as in ``named_modules()``) to expand; default
-    every ``nn.Conv2d``/``nn.Linear`` except the last registered ``nn.Linear``
-    (the classifier).  ``width``: hidden units per branch as a fraction of the
-    layer's outputs.  ``p_mem``: per-example keep probability of a hidden unit
-    in own/shared mode.  ``seed``: mask seed, also seeds the branch init
-    (without touching the global RNG).  With ``example_input`` and
-    ``num_classes`` the model is first checked to be a classifier.
+    ``how``: "widen" adds real units to the model's channel groups (:mod:`.widen`:
+    extra channels with their own BatchNorm entries, read by the next layer and the
+    classifier; needs ``example_input`` to trace the model); "branch" wraps layers
+    as ``layer(x) + proj(gate(branch(x)))``; "auto" widens where the model traces
+    and falls back to branches where it does not.  ``expanded.expansion_report``
+    says what happened to every layer.
+
+    ``layers``: module names to expand (widen: the layers whose output group is
+    widened); default every widenable group, or for branches every
+    ``nn.Conv2d``/``nn.Linear`` except the last ``nn.Linear`` (the classifier).
+    ``width``: added units as a fraction of a group's (layer's) units.  ``p_mem``:
+    per-example keep probability of an added unit in own/shared mode.  ``seed``:
+    mask seed, also seeds the new weights (without touching the global RNG).
+    With ``example_input`` and ``num_classes`` the model is first checked to be a
+    classifier.
     """
     if width <= 0:
         raise ExpandError(f"width must be positive, got {width}")
     if not 0.0 <= p_mem <= 1.0:
         raise ExpandError(f"p_mem must be in [0, 1], got {p_mem}")
+    if how not in HOW:
+        raise ExpandError(f"how={how!r}; choose one of: {', '.join(HOW)}")
     if gates(model):
         raise ExpandError(f"{type(model).__name__} already has partition gates; REM uses them directly")
-    if (example_input is None) != (num_classes is None):
-        raise ValueError("give both example_input and num_classes to check the model, or neither")
-    if example_input is not None:
-        check_classifier(model, example_input, int(num_classes))  # type: ignore[arg-type]
-    names = _choose(model, layers)
+    if (num_classes is not None) and example_input is None:
+        raise ExpandError("num_classes needs example_input to check the model")
+    if example_input is not None and num_classes is not None:
+        check_classifier(model, example_input, int(num_classes))
+    named = None if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     expanded = copy.deepcopy(model)
+    report: dict[str, str] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for group, name in enumerate(names):
-            layer = expanded.get_submodule(name)
-            out = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
-            _replace(expanded, name, ExpandedLayer(layer, max(1, round(width * out)), group))
+        if how != "branch":
+            report = _widen(expanded, named, width, example_input, seed, strict=how == "widen")
+        if not report:  # nothing widened: branches on the chosen layers
+            for group, name in enumerate(_choose(expanded, named)):
+                layer = expanded.get_submodule(name)
+                out = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+                _replace(expanded, name, ExpandedLayer(layer, max(1, round(width * out)), group))
+                report[name] = f"branch (+{max(1, round(width * out))} hidden units)"
+            report.update(getattr(expanded, "_why_not_widened", {}))
+    expanded.__dict__.pop("_why_not_widened", None)
     share_state(expanded, PartitionState(p_mem=p_mem, seed=seed))
+    expanded.expansion_report = report
     return expanded
+
+
+def _widen(model: nn.Module, named: list[str] | None, width: float, example_input: torch.Tensor | None,
+           seed: int, strict: bool) -> dict[str, str]:
+    """Widen the channel groups of ``model`` in place; {} (and a reason) when none can be."""
+    from .widen import plan_widening, unwiden, widen
+
+    def give_up(why: str) -> dict[str, str]:
+        if strict:
+            raise ExpandError(f"cannot widen {type(model).__name__}: {why}")
+        model._why_not_widened = {"(widening)": f"not used: {why}"}
+        return {}
+
+    if example_input is None:
+        return give_up("widening traces the model and needs example_input (a batch of inputs)")
+    plan = plan_widening(model, example_input)
+    if plan.error:
+        return give_up(plan.error)
+    chosen = plan.widenable()
+    if named is not None:
+        _choose(model, named)  # unknown names and unsupported types are errors
+        wanted = [i for i, g in enumerate(plan.groups) if set(g.producers) & set(named)]
+        missing = [n for n in named if not any(n in plan.groups[i].producers for i in chosen)]
+        if missing:
+            whys = {n: next((g.blocked for g in plan.groups if n in g.producers), "writes no channel group")
+                    for n in missing}
+            return give_up("; ".join(f"{n}: {w}" for n, w in whys.items()))
+        chosen = [i for i in chosen if i in wanted]
+    if not chosen:
+        return give_up("no channel group can be widened (" +
+                       "; ".join(sorted({g.blocked for g in plan.groups if g.blocked})) + ")")
+    report = widen(model, plan, chosen, width)
+    check = copy.deepcopy(model)
+    share_state(check, PartitionState(mode="full", p_mem=1.0))
+    try:
+        with torch.no_grad():
+            check.eval()(example_input)
+    except RuntimeError as exc:  # the user's forward rejects the wider tensors (e.g. a hard-coded reshape)
+        unwiden(model)
+        return give_up(f"its forward fails on widened tensors ({str(exc).splitlines()[0]})")
+    for i, g in enumerate(plan.groups):
+        if i not in chosen:
+            for name in g.producers:
+                report.setdefault(name, f"left as is ({g.blocked or 'not chosen'})")
+    return report
 
 
 @torch.no_grad()
 def discard_expansion(expanded: nn.Module) -> nn.Module:
     """The user's model again: original class, parameter count and state_dict keys, holding the
     (unlearned) weights of the original layers; equal to ``expanded`` in drop mode."""
-    names = [n for n, m in expanded.named_modules() if isinstance(m, ExpandedLayer)]
-    if not names:
+    from .widen import unwiden
+
+    if not is_expanded(expanded):
         raise TypeError(f"{type(expanded).__name__} was not expanded by rem_unlearn.expand()")
     plain = copy.deepcopy(expanded)
-    for name in names:
+    for name in [n for n, m in plain.named_modules() if isinstance(m, ExpandedLayer)]:
         _replace(plain, name, plain.get_submodule(name).layer)
+    unwiden(plain)
+    plain.__dict__.pop("expansion_report", None)
     return plain

@@ -78,7 +78,15 @@ class PartitionState:
         return keys
 
 
-class PartitionGate(nn.Module):
+class Switched(nn.Module):
+    """A module that follows its model's one partition state (mode, ids, p_mem); see :func:`share_state`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = PartitionState()  # replaced by the model's shared state
+
+
+class PartitionGate(Switched):
     """Multiplies the units along ``dim`` by the mask for the current mode."""
 
     def __init__(self, size: int, group: int, p_fixed: float = 0.5, dim: int = 1):
@@ -88,7 +96,6 @@ class PartitionGate(nn.Module):
         self.size, self.group, self.dim = size, group, dim
         self.n_fix = int(p_fixed * size)
         self.n_mem = size - self.n_fix
-        self.state = PartitionState()  # replaced by the model's shared state
         self.register_buffer("_fixed", (torch.arange(size) < self.n_fix).float(), persistent=False)
 
     def extra_repr(self) -> str:
@@ -126,10 +133,11 @@ def gates(model: nn.Module) -> list[PartitionGate]:
 
 
 def share_state(model: nn.Module, state: PartitionState | None = None) -> PartitionState:
-    """Point every gate of ``model`` at one state object and return it."""
+    """Point every gate (every :class:`Switched` module) of ``model`` at one state object and return it."""
     state = state or PartitionState()
-    for g in gates(model):
-        g.state = state
+    for m in model.modules():
+        if isinstance(m, Switched):
+            m.state = state
     return state
 
 

@@ -4,7 +4,9 @@ Shifted Patch Tokenisation + Locality Self-Attention ("ViT for small datasets"),
 pre-LN blocks, CLS pooling.  A :class:`PartitionGate` (all group 0) follows the
 attention residual and the MLP residual of every block.  It partitions either
 token positions (``partition="token"``, what the official code does, spec 4.2)
-or the embedding features (``partition="feature"``).
+or the embedding features (``partition="feature"``); or one gate inside every
+MLP splits its hidden units (``partition="mlp"``), so that theta_o2 owns whole
+neurons (their input rows and output columns) as in the ResNet-9.
 
 Images whose side is not a multiple of ``patch`` are zero-padded symmetrically
 to the next multiple (28 px with patch 8 -> 32 px, 16 patches), so the token
@@ -19,6 +21,7 @@ from torch import nn
 
 from .gates import PartitionGate, share_state
 
+PARTITIONS = ("token", "feature", "mlp")
 _SHIFTS = ((1, -1, 0, 0), (-1, 1, 0, 0), (0, 0, 1, -1), (0, 0, -1, 1))  # right, left, down, up
 
 
@@ -66,8 +69,22 @@ class LSA(nn.Module):
         return self.out(y)
 
 
-def mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
+class MLP(nn.Sequential):
+    """Linear, GELU, Linear; ``gate`` (the mlp partition) masks the hidden units.
+
+    The gate is a named child, not a position, so the weights keep the keys
+    ``0`` and ``2`` of a plain ``nn.Sequential`` in every partition.
+    """
+
+    def __init__(self, dim_in: int, hidden: int, dim_out: int, gate: nn.Module | None = None):
+        super().__init__(nn.Linear(dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
+        self.gate = gate or nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[2](self.gate(self[1](self[0](x))))
+
+
+mlp = MLP
 
 
 class Block(nn.Module):
@@ -125,7 +142,7 @@ class ViT(_ViTBase):
 
     ``partition="token"`` gates dim 1 of the (B, T, D) stream (size T: the first
     ``int(p_fixed*T)`` tokens, CLS included, are theta_o1); ``"feature"`` gates dim 2
-    (size D).  With ``partitioned=False`` the gates are identities, or, when
+    (size D); ``"mlp"`` gates the hidden units of every MLP instead (size mlp_dim).  With ``partitioned=False`` the gates are identities, or, when
     ``keep_tokens`` is given, fixed token masks -- the form
     :meth:`discard_redirection` returns for the token partition, kept in ``arch``
     so that ``ViT(**arch)`` rebuilds it.
@@ -136,8 +153,8 @@ class ViT(_ViTBase):
                  p_fixed: float = 0.5, partition: str = "token", partitioned: bool = True,
                  keep_tokens: int | None = None):
         super().__init__()
-        if partition not in ("token", "feature"):
-            raise ValueError(f"partition must be 'token' or 'feature', got {partition!r}")
+        if partition not in PARTITIONS:
+            raise ValueError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
         if partitioned and keep_tokens is not None:
             raise ValueError("keep_tokens is only for partitioned=False (a discarded token partition)")
         self.arch = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size, patch=patch,
@@ -147,14 +164,17 @@ class ViT(_ViTBase):
         tokens = self.embed.pos.shape[1]
 
         def gate() -> nn.Module:
-            if partitioned:
+            if partitioned and partition != "mlp":
                 return (PartitionGate(tokens, 0, p_fixed, dim=1) if partition == "token"
                         else PartitionGate(dim, 0, p_fixed, dim=2))
             return FixedTokenMask(tokens, keep_tokens) if keep_tokens is not None else nn.Identity()
 
+        def hidden_gate() -> nn.Module | None:
+            return PartitionGate(mlp_dim, 0, p_fixed, dim=-1) if partitioned and partition == "mlp" else None
+
         self.blocks = nn.ModuleList(
             Block(nn.LayerNorm(dim), LSA(dim, heads, dim_head, dim), gate(),
-                  nn.LayerNorm(dim), mlp(dim, mlp_dim, dim), gate())
+                  nn.LayerNorm(dim), mlp(dim, mlp_dim, dim, hidden_gate()), gate())
             for _ in range(depth))
         self.head_norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -170,10 +190,21 @@ class ViT(_ViTBase):
           a fixed, non-trainable token mask at the gate points.
         * feature partition: a smaller :class:`SlimViT` holding only the kept
           features of the residual stream (see its docstring for the folding).
+        * mlp partition: a plain ViT whose MLPs keep only the theta_o1 hidden units.
         """
         a = self.arch
         if not a["partitioned"]:
             raise ValueError("this ViT has no partition to discard")
+        if a["partition"] == "mlp":
+            n_fix = self.blocks[0].ff.gate.n_fix
+            plain = ViT(**{**a, "partitioned": False, "mlp_dim": n_fix})
+            state = self.state_dict()
+            for i in range(a["depth"]):
+                for key, rows in ((f"blocks.{i}.ff.0.weight", True), (f"blocks.{i}.ff.0.bias", True),
+                                  (f"blocks.{i}.ff.2.weight", False)):
+                    state[key] = state[key][:n_fix] if rows else state[key][:, :n_fix]
+            plain.load_state_dict(state)
+            return plain
         n_fix = self.blocks[0].gate1.n_fix
         if a["partition"] == "token":
             plain = ViT(**{**a, "partitioned": False, "keep_tokens": n_fix})
@@ -181,6 +212,30 @@ class ViT(_ViTBase):
                                                               if k.endswith(".keep")}})
             return plain
         return SlimViT.from_feature_partition(self, n_fix)
+
+
+    def redirection_parameters(self) -> dict[str, torch.Tensor]:
+        """Boolean masks over each parameter marking the entries only theta_o2 uses (mlp and feature
+        partitions; token positions own no parameters)."""
+        a = self.arch
+        if not a["partitioned"] or a["partition"] == "token":
+            return {}
+        masks = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in self.named_parameters()}
+        if a["partition"] == "mlp":
+            n = self.blocks[0].ff.gate.n_fix
+            for i in range(a["depth"]):
+                masks[f"blocks.{i}.ff.0.weight"][n:] = True
+                masks[f"blocks.{i}.ff.0.bias"][n:] = True
+                masks[f"blocks.{i}.ff.2.weight"][:, n:] = True
+            return masks
+        # Feature partition: only the rows writing cut features are theta_o2's alone.  Everything reading
+        # the residual stream still sees the cut features through LayerNorm (-mean/std * w + b, SlimViT).
+        n = self.blocks[0].gate1.n_fix
+        for i in range(a["depth"]):
+            for writer in ("attn.out", "ff.2"):
+                masks[f"blocks.{i}.{writer}.weight"][n:] = True
+                masks[f"blocks.{i}.{writer}.bias"][n:] = True
+        return masks
 
 
 class WideStatLayerNorm(nn.Module):
