@@ -26,12 +26,13 @@ from rem_unlearn.api import unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
-from rem_unlearn.presets import UNLEARN_OPTIM, experiment_preset
+from rem_unlearn.experiment import method_overrides
+from rem_unlearn.presets import experiment_preset
 from rem_unlearn.models import partition
 from rem_unlearn.training import accuracy, recalibrate_batchnorm
 
 
-def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, overrides: list[str]) -> dict:
+def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: list[str]) -> dict:
     cfg = load_config(ExperimentConfig, base=experiment_preset(preset), overrides=[
         f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
     start = time.perf_counter()
@@ -71,7 +72,7 @@ def run_one(preset: str, corruption: str, rate: float, method_overrides: dict, o
               f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
-                     patch_size=cfg.corruption.patch_size, on_epoch=observe, **method_overrides)
+                     patch_size=cfg.corruption.patch_size, on_epoch=observe, **method_overrides(cfg, method))
     print(f"selected: {result.selected}, REM took {result.wall_time_s:.1f}s")
     return {"corruption": corruption, "trained": task.evaluate(task.model, forget),
             "rem": task.evaluate(result.model, forget), "wall": result.wall_time_s,
@@ -101,8 +102,6 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="experiment overrides key=value")
     a = p.parse_args()
     method = {"epochs": a.epochs}
-    if a.preset in UNLEARN_OPTIM:
-        method["optim"] = dict(UNLEARN_OPTIM[a.preset])
     method = apply_overrides(method, a.set)
     rows = [run_one(a.preset, c.strip(), a.rate, method, a.overrides) for c in a.corruptions.split(",")]
     print()

@@ -90,8 +90,16 @@ def test_presets_expand_with_unique_keys():
     assert {c.method for c in expand(default) if c.variant == "etd"} == {"rem", "etd"}
     assert load_grid("paper").discovery_rates == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     vit = load_grid("paper-svhn-vit")
-    assert vit.unlearn["optim"]["optimizer"] == "adam" and vit.seeds == [0, 1, 2]
-    assert expand(vit)[0].experiment.model.arch == "vit" and expand(vit)[0].experiment.train.optim.optimizer == "adam"
+    assert vit.seeds == [0, 1, 2]
+    first = expand(vit)[0]
+    assert first.experiment.model.arch == "vit" and first.experiment.train.optim.optimizer == "adam"
+    assert first.overrides["optim"]["optimizer"] == "adam" and first.overrides["optim"]["lr"] == 2e-5  # unlearning
+    faithful = expand(load_grid("faithful", overrides=["seeds=[1]"]))
+    assert {(c.method, c.variant) for c in faithful} == {
+        ("none", "capacity"), ("rem", "capacity"), ("retrain", "capacity"), ("potion", "capacity"),
+        ("etd", "etd"), ("rem", "etd"), ("npo", "etd"), ("scrub", "etd"), ("bad-teacher", "etd")}
+    assert len(faithful) == 9 * 3 * 4 and all(c.overrides["epochs"] == 10 for c in faithful)
+    assert all(c.seed == 1 and c.overrides["seed"] == 1 for c in faithful)  # the unlearning seed follows the cell
     twin = expand(load_grid("paper-svhn-vit-cpu"))[0].experiment
     assert twin.data.name == "svhn" and twin.data.train_size == 10000 and twin.model.dim == 128
 
@@ -282,6 +290,13 @@ def test_other_grid_or_format_is_refused(smoke_run, tmp_path, monkeypatch):
     with open(results / "results.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 8
     run_grid(smaller, results, quiet=True)  # the folder now belongs to the smaller grid
+    # ... and a report rebuilt from the folder alone knows it: the other grid's records stay out.
+    from rem_unlearn.cli import main as cli
+
+    assert len(list((results / "records").glob("*.json"))) == 16
+    assert cli(["report", str(results)]) == 0
+    with open(results / "results.csv", newline="") as fh:
+        assert {row["method"] for row in csv.DictReader(fh)} == {"none", "ga"}
 
     grid_json = results / "grid.json"
     saved = json.loads(grid_json.read_text())
@@ -298,6 +313,23 @@ def test_other_grid_or_format_is_refused(smoke_run, tmp_path, monkeypatch):
     record.write_text(json.dumps(old))
     with pytest.raises(GridMismatchError, match="records of benchmark format 0"):
         ResultStore(results).check_grid(smaller)
+
+
+def test_seeds_run_one_at_a_time_accumulate(cache_dir, tmp_path, monkeypatch):
+    """The faithful preset runs one seed per invocation into one folder: the second seed is not another grid,
+    and the report covers every seed run so far."""
+    from rem_unlearn.report import load_records
+
+    results = tmp_path / "results"
+    one = dict(corruptions=["random"], discovery_rates=[0.5], methods=["none", "ga"])
+    run_grid(smoke(cache_dir, seeds=[0], **one), results, quiet=True)
+    calls = _count_calls(monkeypatch)
+    records = run_grid(smoke(cache_dir, seeds=[1], **one), results, quiet=True)
+    assert len(calls) == 2 and {r["cell"]["seed"] for r in records} == {1}
+    assert json.loads((results / "grid.json").read_text())["grid"]["seeds"] == [0, 1]
+    assert sorted(r["cell"]["seed"] for r in load_records(results)) == [0, 0, 1, 1]
+    ga = {r["cell"]["seed"]: r["config"]["method"]["seed"] for r in load_records(results) if r["cell"]["method"] == "ga"}
+    assert ga == {0: 0, 1: 1}  # the unlearning seed follows the cell's seed
 
 
 def test_process_pool_matches_in_process(cache_dir, tmp_path):

@@ -34,7 +34,7 @@ def _record(method: str, corruption: str, seed: int, rate: float, status: str = 
     metrics = {
         "healed": base, "healed_test": base - 1, "utility": utility,
         "score": utility * base / 100, "attack_success": 100 - base,
-        "forget_accuracy": 10.0, "retain_accuracy": 95.0,
+        "forget_accuracy": 10.0, "retain_accuracy": 95.0, "test_accuracy": utility,
     }
     return {
         "schema": 1, "key": f"{method}-{corruption}-{seed}-{rate}", "status": status,
@@ -121,11 +121,64 @@ def test_load_records_skips_corrupt(tmp_path: Path, caplog) -> None:
     rec_dir = tmp_path / "records"
     rec_dir.mkdir()
     good = _records()[:3]
-    for i, r in enumerate(good):
-        (rec_dir / f"{i}.json").write_text(json.dumps(r))
+    for r in good:
+        (rec_dir / f"{r['key']}.json").write_text(json.dumps(r))
     (rec_dir / "broken.json").write_text('{"schema": 1, "cell": ')
     (rec_dir / "foreign.json").write_text('{"hello": "world"}')
     with caplog.at_level(logging.WARNING, logger="rem_unlearn.report"):
         loaded = load_records(tmp_path)
     assert sorted(r["key"] for r in loaded) == sorted(r["key"] for r in good)
     assert "broken.json" in caplog.text and "foreign.json" in caplog.text
+    # Once the folder names its grid, only that grid's records count (e.g. after `bench --force`).
+    (tmp_path / "grid.json").write_text(json.dumps({"bench_format": 2, "grid_id": "g1", "grid": {}}))
+    for r, gid in zip(good, ("g1", "g0", "g1")):
+        (rec_dir / f"{r['key']}.json").write_text(json.dumps({**r, "grid_id": gid, "bench_format": 2}))
+    assert sorted(r["key"] for r in load_records(tmp_path)) == sorted([good[0]["key"], good[2]["key"]])
+
+
+def test_index_references_resolve_from_the_page(tmp_path: Path, monkeypatch) -> None:
+    """Every <img src> and <a href> of index.html names a file next to the page, however the report
+    folder was given (a path relative to the working directory) and wherever it is moved afterwards."""
+    import html.parser
+    import shutil
+    from urllib.parse import unquote
+
+    class Refs(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refs: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+    monkeypatch.chdir(tmp_path)
+    build_report(_records(), Path("results") / "default")  # relative, as `make bench` gives it
+    moved = tmp_path / "elsewhere" / "report"
+    shutil.move(str(tmp_path / "results" / "default"), moved)
+    parser = Refs()
+    parser.feed((moved / "index.html").read_text())
+    assert len([r for r in parser.refs if r.endswith(".png")]) >= 3
+    for ref in parser.refs:
+        assert (moved / unquote(ref)).is_file(), ref
+
+
+def test_heatmap_colours_separate_the_scores_a_reader_compares() -> None:
+    """53 and 73 points above the trained model used to be the same saturated blue (the scale clipped at 50)."""
+    from rem_unlearn.report.heatmaps import colour_scale
+
+    cmap, norm = colour_scale()
+    colours = [cmap(norm(v)) for v in (53.0, 73.0, 100.0)]
+    assert max(abs(a - b) for a, b in zip(colours[0][:3], colours[1][:3])) > 0.05
+    assert len(set(colours)) == 3  # none of them clipped to one colour
+
+
+def test_main_table_names_methods_as_the_paper() -> None:
+    from rem_unlearn.report.tables import main_table
+
+    recs = _records()
+    etd = [{**r, "cell": {**r["cell"], "variant": "etd", "method": {"none": "etd"}.get(r["cell"]["method"], m)}}
+           for r in recs if r["status"] == "ok" for m in [{"rem": "rem", "ga": "npo"}.get(r["cell"]["method"], "x")]]
+    table = main_table(recs + etd)["fashion-mnist"]
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert set(rows) == {"REM", "REM (ETD)", "GA", "NPO (ETD)", "Trained", "ETD"}
+    assert "**" not in next(line for line in table.splitlines() if line.startswith("| ETD |"))  # a reference

@@ -203,7 +203,7 @@ def cmd_data(args) -> int:
 def cmd_unlearn(args) -> int:
     from .api import forget_rows, unlearn
     from .checkpoint import load_weights, read_meta
-    from .experiment import prepare
+    from .experiment import method_overrides, prepare
     from .methods.registry import method_config
     from .metrics import format_table
     from .models import discard
@@ -229,7 +229,8 @@ def cmd_unlearn(args) -> int:
         model = load_weights(_model_from_meta(meta, task), args.checkpoint)
     forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
     result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
-                     pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size, **overrides)
+                     pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size,
+                     **method_overrides(task.cfg, overrides))
     metrics = task.evaluate(result.model, forget)
     print(format_table({"trained": task.evaluate(task.model, forget), args.method: metrics}))
     if result.improved is False:

@@ -152,6 +152,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # The unlearning optimiser that goes with this recipe (e.g. Adam for the ViT); every method uses it
+    # instead of its own default (``experiment.method_overrides``).  None: each method's own default.
+    unlearn_optim: OptimConfig | None = None
 
     def validate(self) -> "ExperimentConfig":
         validate_tree(self)

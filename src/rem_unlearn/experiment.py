@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoint import cache_key, is_complete, load_weights, read_meta, save_checkpoint
-from .config import DataConfig, ExperimentConfig, to_dict
+from .config import DataConfig, ExperimentConfig, _merge, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
 from .files import FileLock, check_writable_folder, remove_temp_files
@@ -80,6 +80,14 @@ def model_path(cfg: ExperimentConfig, fingerprint: str | None = None) -> Path:
 
 def is_cached(cfg: ExperimentConfig) -> bool:
     return is_complete(model_path(cfg))
+
+
+def method_overrides(cfg: ExperimentConfig, overrides: dict) -> dict:
+    """A method's config overrides with the recipe's unlearning optimiser (``cfg.unlearn_optim``) underneath:
+    what the API, the CLI and the benchmark all run a method with, on this experiment."""
+    if cfg.unlearn_optim is None:
+        return dict(overrides)
+    return _merge({"optim": to_dict(cfg.unlearn_optim)}, overrides)
 
 
 @dataclass

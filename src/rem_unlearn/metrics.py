@@ -16,7 +16,12 @@ from .models import discard, gates
 from .training import Batcher, Runtime, accuracy, predict
 
 METRIC_NAMES = ("healed", "healed_test", "utility", "score", "attack_success", "forget_accuracy",
-                "retain_accuracy", "test_accuracy")
+                "retain_accuracy", "test_accuracy", "healed_official", "attack_success_official")
+#: The official code's poison metrics, for like-for-like comparisons with its numbers (docs/results.md):
+#: healed on as many *random* triggered training images (any class, so ~10 % are genuine target-class
+#: images that count as healed when predicted as the target), and attack success on every triggered test
+#: image, target class included.
+OFFICIAL_POISON_METRICS = ("healed_official", "attack_success_official")
 
 
 def inference_model(model: nn.Module, runtime: Runtime) -> nn.Module:
@@ -56,12 +61,13 @@ class Evaluator:
         self.train_batcher = Batcher(self.corrupted.train, self.runtime, patch_size=info.get("patch_size", 3))
         test = self.test
         if self.corrupted.kind == "poison":
-            # Triggered test images whose true class is not the target: ASR and healed-test are measured on them.
-            t = info["target_class"]
-            rows = torch.nonzero(test.labels != t).flatten()
-            trig = test.subset(rows)
-            trig = replace(trig, triggered=torch.ones(len(trig), dtype=torch.bool))
+            # Every test image triggered; ASR and healed-test use those whose true class is not the target.
+            trig = replace(test, triggered=torch.ones(len(test), dtype=torch.bool))
             self.triggered_batcher = Batcher(trig, self.runtime, patch_size=info["patch_size"])
+            self.non_target = test.labels != info["target_class"]
+            # The official healed: as many random training images as there are poisoned ones, triggered.
+            n = len(self.corrupted.corrupted_ids)
+            self.random_rows = torch.randperm(len(self.corrupted.train), generator=torch.Generator().manual_seed(0))[:n]
         self.test_batcher = Batcher(test, self.runtime)
 
     def __call__(self, model: nn.Module, forget_ids: torch.Tensor | None = None) -> dict[str, float | None]:
@@ -73,12 +79,17 @@ class Evaluator:
         test_pred = predict(model, self.test_batcher, torch.arange(len(self.test)))
         correct = (test_pred == test_labels).float()
         test_acc = 100.0 * float(correct.mean())
-        asr = None
+        asr = asr_official = healed_official = None
         if kind == "poison":
-            trig_pred = predict(model, self.triggered_batcher, torch.arange(len(self.triggered_batcher.data)))
-            trig_true = self.triggered_batcher.data.labels
-            healed_test = 100.0 * float((trig_pred == trig_true).float().mean())
-            asr = 100.0 * float((trig_pred == c.info["target_class"]).float().mean())
+            target = c.info["target_class"]
+            trig_pred = predict(model, self.triggered_batcher, torch.arange(len(self.test)))
+            hit = (trig_pred == target).float()
+            healed_test = 100.0 * float((trig_pred == test_labels)[self.non_target].float().mean())
+            asr = 100.0 * float(hit[self.non_target].mean())
+            asr_official = 100.0 * float(hit.mean())
+            rows = self.random_rows
+            healed_official = accuracy(model, self.train_batcher, rows, labels=c.true_labels[rows],
+                                       triggered=torch.ones(len(rows), dtype=torch.bool))
             utility = test_acc
         elif kind == "interclass":
             pair = torch.isin(test_labels, torch.tensor(c.info["class_pair"]))
@@ -89,6 +100,7 @@ class Evaluator:
         out: dict[str, float | None] = {
             "healed": healed, "healed_test": healed_test, "utility": utility, "score": utility * healed / 100.0,
             "attack_success": asr, "test_accuracy": test_acc, "forget_accuracy": None, "retain_accuracy": None,
+            "healed_official": healed_official, "attack_success_official": asr_official,
         }
         if forget_ids is not None:
             out.update(known_data_accuracy(model, self.train_batcher, c.train.rows_of(forget_ids)))

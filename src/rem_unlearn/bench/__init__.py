@@ -10,7 +10,8 @@ from .engines import EngineUnavailableError, LocalEngine, RayEngine, make_engine
 from .grid import (BENCH_FORMAT, GRID_PRESETS, REM_ABLATIONS, Cell, GridConfig, cell_key, expand, grid_preset,
                    load_grid)
 from .runner import pretrain_all, run_cell, run_grid
-from .store import GridMismatchError, ResultStore, record_problem
+from ..report.records import record_problem
+from .store import GridMismatchError, ResultStore
 
 __all__ = ["BENCH_FORMAT", "GRID_PRESETS", "REM_ABLATIONS", "Cell", "GridConfig", "cell_key", "expand",
            "grid_preset", "load_grid", "run_cell", "run_grid", "pretrain_all", "ResultStore", "GridMismatchError",

@@ -19,7 +19,7 @@ from ..config import CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, 
 from ..presets import EXPERIMENTS, experiment_preset
 
 #: Version of the record layout and of the cell key; bump it when either changes meaning.
-BENCH_FORMAT = 1
+BENCH_FORMAT = 2
 
 #: The REM ablations (not part of the default grid).
 REM_ABLATIONS = ("rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga", "rem-official")
@@ -170,6 +170,7 @@ class Cell:
     method: str
     experiment: ExperimentConfig = field(compare=False, hash=False, repr=False)
     overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    grid_id: str = field(default="", compare=False, hash=False, repr=False)  # the grid that asked for it
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -204,10 +205,19 @@ def cell_key(cell: Cell) -> str:
     })
 
 
+def cell_overrides(cfg: ExperimentConfig, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+    """What a cell's method runs with: the recipe's unlearning optimiser under the grid's overrides, and the
+    cell's seed as the unlearning seed unless the grid sets one."""
+    from ..experiment import method_overrides
+
+    return {"seed": int(seed), **method_overrides(cfg, overrides)}
+
+
 def expand(grid: GridConfig) -> list[Cell]:
     """Every cell of the grid, grouped by trained model (variant, corruption, seed), then rate and method."""
     grid.validate()
     base = grid.base_experiment()
+    gid = grid_id(grid)
     cells: list[Cell] = []
     for variant in grid.variants:
         methods = grid.methods_for(variant)
@@ -217,13 +227,20 @@ def expand(grid: GridConfig) -> list[Cell]:
                 for rate in grid.discovery_rates:
                     for method in methods:
                         cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
-                                          cfg, grid.overrides_for(method)))
+                                          cfg, cell_overrides(cfg, grid.overrides_for(method), seed), gid))
     return cells
 
 
 def grid_dict(grid: GridConfig) -> dict[str, Any]:
     """The grid as plain JSON data (for ``grid.json`` and comparisons)."""
     return json.loads(json.dumps(to_dict(grid), sort_keys=True))
+
+
+def grid_id(grid: GridConfig) -> str:
+    """The grid's identity without its seeds: every record of a results folder carries it."""
+    data = grid_dict(grid)
+    data.pop("seeds")
+    return cache_key({"bench_format": BENCH_FORMAT, "grid": data})
 
 
 # ----------------------------------------------------------------------------- presets
@@ -239,6 +256,10 @@ _SMOKE = {
     "unlearn": {"epochs": 1, "optim": {"batch_size": 64}},
     "seeds": [0],
 }
+
+# Results that cannot drift silently: tests/test_pinned.py runs this grid and compares every cell with
+# tests/data/pinned_metrics.json (written by scripts/pin_results.py), within the tolerances stated there.
+_PINNED = {**_SMOKE, "methods": ["none", "rem", "ga", "npo"]}
 
 _QUICK = {
     "experiment": "fashion-mnist",
@@ -270,8 +291,6 @@ def _default_preset() -> dict:
 
 def _paper_preset(experiment: str) -> dict:
     """A paper setup for GPUs: discovery 0.1..1.0, seeds 0-2, every method, both variants, 10 epochs."""
-    from ..presets import UNLEARN_OPTIM
-
     return {
         "experiment": experiment,
         "variants": ["capacity", "etd"],
@@ -279,34 +298,51 @@ def _paper_preset(experiment: str) -> dict:
         "corruptions": ["poison", "interclass", "random"],
         "discovery_rates": [round(0.1 * i, 1) for i in range(1, 11)],
         "methods": _method_names(),
-        "unlearn": {"epochs": 10, "optim": UNLEARN_OPTIM[experiment]},
+        "unlearn": {"epochs": 10},
         "seeds": [0, 1, 2],
     }
 
 
 def _cpu_twin(experiment: str) -> dict:
     """A paper setup's CPU-sized twin: REM and five contrasting baselines at three rates, one seed."""
-    from ..presets import UNLEARN_OPTIM
-
-    unlearn: dict[str, Any] = {"epochs": 1}
-    if experiment in UNLEARN_OPTIM:
-        unlearn["optim"] = UNLEARN_OPTIM[experiment]
     return {
         "experiment": experiment,
         "variants": ["capacity"],
         "corruptions": ["poison", "interclass", "random"],
         "discovery_rates": [0.1, 0.5, 1.0],
         "methods": ["none", "rem", "ga", "npo", "finetune", "potion"],
-        "unlearn": unlearn,
+        "unlearn": {"epochs": 1},
         "seeds": [0],
+    }
+
+
+def _faithful_preset() -> dict:
+    """The paper's main table at the paper's budget, on the embedded default (CPU, one seed per invocation).
+
+    Its rows (spec 7.1): REM, REM (ETD), NPO (ETD), SCRUB (ETD), Bad Teacher (ETD), Retrain and Potion, plus the
+    trained and the ETD model; every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
+    Run one seed per invocation (``seeds=[0]``, then ``[1]``, ``[2]``) into one folder: seeds accumulate.
+    """
+    return {
+        "experiment": "fashion-mnist",
+        "variants": ["capacity", "etd"],
+        "variant_methods": {"capacity": ["none", "rem", "retrain", "potion"],
+                            "etd": ["etd", "rem", "npo", "scrub", "bad-teacher"]},
+        "corruptions": ["poison", "interclass", "random"],
+        "discovery_rates": [0.1, 0.25, 0.5, 1.0],
+        "methods": ["none", "rem", "retrain", "potion"],
+        "unlearn": {"epochs": 10},
+        "seeds": [0, 1, 2],
     }
 
 
 #: Named grids as nested dicts (``load_config(GridConfig, path, overrides, base=GRID_PRESETS[name])``).
 GRID_PRESETS: dict[str, dict] = {
     "smoke": _SMOKE,  # seconds per cell, the whole grid under 2 minutes on 2 cores (cold cache)
+    "pinned": _PINNED,  # smoke-sized, its metrics pinned by a test
     "quick": _QUICK,  # a first look on the embedded Fashion-MNIST default
     "default": _default_preset(),  # the embedded Fashion-MNIST benchmark
+    "faithful": _faithful_preset(),  # the paper's main table at the paper's budget, embedded data
     "paper-cifar10-resnet9": _paper_preset("paper-cifar10-resnet9"),  # the paper's main sweep; for GPUs
     "paper-svhn-vit": _paper_preset("paper-svhn-vit"),  # the paper's ViT sweep; for GPUs
     "paper-cifar10-resnet9-cpu": _cpu_twin("paper-cifar10-resnet9-cpu"),

@@ -25,7 +25,8 @@ from ..config import from_dict, to_dict
 from ..experiment import Task, data_fingerprint, is_cached, prepare
 from ..training import quiet as env_quiet
 from .grid import BENCH_FORMAT, Cell, GridConfig, cell_key, expand, method_config
-from .store import RECORD_SCHEMA, ResultStore
+from ..report.records import RECORD_SCHEMA
+from .store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def base_record(cell: Cell, key: str | None = None) -> dict[str, Any]:
         "schema": RECORD_SCHEMA,
         "bench_format": BENCH_FORMAT,
         "key": key or cell_key(cell),
+        "grid_id": cell.grid_id,
         "status": None,
         "error": None,
         "cell": cell.fields,
@@ -234,12 +236,12 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     at the same time over one folder share the cells: each claims a cell
     before running it, skips what another finished, and waits for what
     another is running.  ``engine`` is ``"local"``, ``"ray"`` or an engine
-    object with ``run(cells)``.  Returns the records of the current grid
-    (the report is built from exactly these).
+    object with ``run(cells)``.  Returns the records of this sweep's cells; the
+    report covers every record of the folder's grid (all seeds run into it so far).
     """
     from tqdm.auto import tqdm
 
-    from ..report import build_report
+    from ..report import build_report, load_records
     from .engines import make_engine
 
     if isinstance(grid, dict):
@@ -258,6 +260,10 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     with store.sweep():
         store.write_grid(grid)
         planned = {k: r for k, r in store.scan().items() if k in keyed}
+        for key, record in planned.items():  # reused from another grid (--force): now also this grid's
+            if record.get("grid_id") != keyed[key].grid_id:
+                planned[key] = {**record, "grid_id": keyed[key].grid_id}
+                store.write(planned[key])
         done = {k for k, r in planned.items() if ResultStore.is_done(r, retry_failed)}
         todo = [(k, c) for k, c in keyed.items() if k not in done]
         if not quiet:
@@ -317,5 +323,5 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                 claim.release()
             bar.close()
         records = store.records(keyed)
-        build_report(records, store.root)
+        build_report(load_records(store.root), store.root)  # every seed run into this folder so far
     return records

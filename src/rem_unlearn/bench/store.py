@@ -2,7 +2,7 @@
 
 Layout::
 
-    RESULTS/grid.json              the grid config and BENCH_FORMAT
+    RESULTS/grid.json              the grid config, its grid_id and BENCH_FORMAT (seeds: every seed run here)
     RESULTS/records/<key>.json     one record per finished cell (status "ok" or "failed")
     RESULTS/records/<key>.json.corrupt-N   unreadable records moved aside (never read again)
     RESULTS/.lock                  held (shared) by every sweep running here
@@ -29,46 +29,13 @@ from typing import Any, Iterable, Iterator
 from ..checkpoint import versions
 from ..config import ConfigError
 from ..files import FileLock, PathError, atomic_write_json, check_writable_folder, remove_temp_files
-from ..metrics import METRIC_NAMES
-from .grid import BENCH_FORMAT, GridConfig, grid_dict
+from ..report.records import record_problem
+from .grid import BENCH_FORMAT, GridConfig, grid_dict, grid_id
 
 log = logging.getLogger(__name__)
 
-RECORD_SCHEMA = 1
-CELL_FIELDS = ("dataset", "variant", "corruption", "seed", "discovery_rate", "method")
-
-
 class GridMismatchError(ConfigError):
     """The results folder was made by another grid or another benchmark format."""
-
-
-def record_problem(record: Any, key: str | None = None) -> str | None:
-    """Why ``record`` is not a complete, valid record (``None`` when it is)."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("schema") != RECORD_SCHEMA:
-        return f"schema {record.get('schema')!r}, expected {RECORD_SCHEMA}"
-    if key is not None and record.get("key") != key:
-        return f"key {record.get('key')!r} does not match the file name"
-    cell = record.get("cell")
-    if not isinstance(cell, dict) or any(f not in cell for f in CELL_FIELDS):
-        return "cell fields missing"
-    status = record.get("status")
-    if status == "ok":
-        metrics = record.get("metrics")
-        if not isinstance(metrics, dict):
-            return "status ok without metrics"
-        missing = [m for m in METRIC_NAMES if m not in metrics]
-        if missing:
-            return f"metrics missing: {', '.join(missing)}"
-        if not isinstance(record.get("wall_time_s"), (int, float)):
-            return "status ok without wall_time_s"
-    elif status == "failed":
-        if not record.get("error"):
-            return "status failed without an error"
-    else:
-        return f"status {status!r} is neither ok nor failed"
-    return None
 
 
 class ResultStore:
@@ -102,8 +69,22 @@ class ResultStore:
         return path
 
     def write_grid(self, grid: GridConfig) -> None:
-        atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid": grid_dict(grid),
+        """Record the grid; seeds accumulate (the seeds run here before plus this sweep's)."""
+        data = grid_dict(grid)
+        saved = self.saved_grid()
+        if saved is not None and saved.get("grid_id") == grid_id(grid):
+            data["seeds"] = sorted(set(saved["grid"].get("seeds", [])) | set(data["seeds"]))
+        atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid_id": grid_id(grid), "grid": data,
                                            "versions": versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def saved_grid(self) -> dict[str, Any] | None:
+        """grid.json when it is readable and of this benchmark format."""
+        try:
+            saved = json.loads(self.grid_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        ok = isinstance(saved, dict) and saved.get("bench_format") == BENCH_FORMAT and "grid_id" in saved
+        return saved if ok else None
 
     @contextmanager
     def sweep(self) -> Iterator[None]:
@@ -203,9 +184,9 @@ class ResultStore:
                 if saved.get("bench_format") != BENCH_FORMAT:
                     problems.append(f"it was made with benchmark format {saved.get('bench_format')!r}, "
                                     f"this is format {BENCH_FORMAT}")
-                else:
+                else:  # seeds may differ: a folder accumulates seeds run one invocation at a time
                     old, new = saved.get("grid") or {}, grid_dict(grid)
-                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "seeds")
                     if changed:
                         problems.append(f"it was made by a different grid (differs in: {', '.join(changed)})")
             elif saved is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .expand import check_classifier, discard_expansion, expand, is_expanded
+from .expand import ExpandedLayer, check_classifier, discard_expansion, expand, is_expanded
 from .gates import PartitionGate, PartitionState, gates, partition, partition_state, share_state
 from .resnet18 import ResNet18
 from .resnet9 import ResNet9
@@ -42,6 +43,31 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, image_size
     return model
 
 
+def redirection_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Boolean masks over every parameter: True where the entry belongs to theta_o2 alone.
+
+    The built-in partitioned models know their own split (``redirection_parameters``);
+    in an expanded model everything ``expand`` added is theta_o2 and the user's
+    layers are theta_o1.
+    """
+    own = getattr(model, "redirection_parameters", None)
+    if callable(own):
+        masks = own()
+        return {n: masks.get(n, torch.zeros_like(p, dtype=torch.bool)) for n, p in model.named_parameters()}
+    from .widen import WideBatchNorm, WideLayer
+
+    added: set[str] = set()
+    for name, m in model.named_modules():
+        if isinstance(m, (WideLayer, ExpandedLayer)):
+            inner = "layer."
+        elif isinstance(m, WideBatchNorm):
+            inner = "norm."
+        else:
+            continue
+        added |= {f"{name}.{n}" for n, _ in m.named_parameters() if not n.startswith(inner)}
+    return {n: torch.full_like(p, n in added, dtype=torch.bool) for n, p in model.named_parameters()}
+
+
 def discard(model: nn.Module) -> nn.Module:
     """Physically remove the redirection capacity: a plain module equal to the drop-mode model."""
     if is_expanded(model):
@@ -52,6 +78,6 @@ def discard(model: nn.Module) -> nn.Module:
     return fn()
 
 
-__all__ = ["build_model", "discard", "expand", "discard_expansion", "check_classifier", "is_expanded", "ResNet9",
+__all__ = ["build_model", "discard", "redirection_masks", "expand", "discard_expansion", "check_classifier", "is_expanded", "ResNet9",
            "ResNet18", "SmallCNN", "PartitionGate", "PartitionState", "gates", "partition", "partition_state",
            "share_state"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -11,9 +10,11 @@ from typing import Any
 from ..files import atomic_write_text
 from .heatmaps import plot_heatmaps, plot_wall_time
 from .html import write_index
+from .records import load_records
 from .tables import (
     catastrophic_cells,
     cell_table,
+    main_table,
     markdown_table,
     method_label,
     records_to_rows,
@@ -38,26 +39,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Read every ``*.json`` under ``results_dir/records/``.
-
-    Unreadable or foreign files (no ``schema``/``cell``) are skipped with a warning rather
-    than aborting, so one truncated write cannot block reporting on everything else.
-    """
-    records: list[dict[str, Any]] = []
-    for path in sorted((Path(results_dir) / "records").rglob("*.json")):
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("skipping unreadable record %s: %s", path, exc)
-            continue
-        if not isinstance(rec, dict) or "schema" not in rec or not isinstance(rec.get("cell"), dict):
-            log.warning("skipping %s: not a benchmark record (no schema/cell)", path)
-            continue
-        records.append(rec)
-    return records
-
-
 def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-") or "na"
 
@@ -78,6 +59,11 @@ def build_report(
     groups = summary(records)
     tables_md: dict[str, str] = {}
     md = [f"# {title}", ""]
+    if len({variant for _, variant in groups}) > 1:  # both pre-training variants: the paper's main table
+        for dataset, table in main_table(records).items():
+            heading = f"{dataset}: every method, as the paper's main table names them"
+            tables_md[heading] = table
+            md += [f"## {heading}", "", table]
     for (dataset, variant), group in groups.items():
         heading = f"{dataset} / {variant}"
         tables_md[heading] = markdown_table(group)

@@ -39,14 +39,15 @@ def plot_heatmaps(
     metric: str = "score",
     dataset: str | None = None,
     variant: str | None = None,
-    span: float = 50.0,
+    span: float = 100.0,
     ncols: int = 4,
 ) -> Path:
     """One heatmap panel per unlearning method: regularity rows × [Trained, discovery rates].
 
     A cell shows the mean over seeds of ``metric`` (second line: ``±SEM`` when >1 seed).
     Colour encodes ``value − trained`` for that row (the ``none`` model's mean over rates
-    and seeds of the same corruption) on a symmetric diverging scale clipped at ``±span``
+    and seeds of the same corruption) on a symmetric diverging scale over ``±span`` (100: the
+    whole range a score can move, so no two scores a reader compares share a saturated colour)
     (RdBu: red = worse than not unlearning, blue = better), so panels are comparable and
     "did unlearning help here?" reads at a glance. Grey: ``×`` = only failed records,
     ``–`` = no record; cells whose row has no trained reference are grey but keep their
@@ -93,8 +94,7 @@ def plot_heatmaps(
     # Panels by overall mean of the metric, best first; methods with no ok cell last.
     order = sorted(methods, key=lambda m: -float(np.mean(pooled[m])) if pooled[m] else math.inf)
     failed_trained = {c for (m, c, _) in failed if m == reference}
-    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")
-    norm = Normalize(vmin=-span, vmax=span)
+    cmap, norm = colour_scale(span)
 
     n = max(len(order), 1)
     cols = min(ncols, n)
@@ -131,7 +131,7 @@ def plot_heatmaps(
                         fontsize=9, color=colour)
                 if count > 1:
                     ax.text(j, i + 0.22, f"±{sem:.1f}", ha="center", va="center", fontsize=6.5, color=colour)
-        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+        ax.imshow(cmap(norm(np.ma.masked_invalid(grid))), aspect="auto")
         ax.axvline(0.5, color="black", lw=1.2)  # separate the reference column
         ax.set_xticks(range(len(xlabels)), xlabels, fontsize=8)
         ax.set_yticks(range(len(REGULARITY)), [lbl for _, lbl in REGULARITY], fontsize=8)
@@ -144,6 +144,11 @@ def plot_heatmaps(
     atomic_savefig(fig, path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def colour_scale(span: float = 100.0):
+    """The heatmaps' colours: RdBu over [-span, span] of (score - trained); grey where there is no value."""
+    return matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey"), Normalize(vmin=-span, vmax=span)
 
 
 def plot_wall_time(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:

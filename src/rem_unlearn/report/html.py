@@ -73,9 +73,14 @@ def markdown_to_html(md: str) -> str:
 
 
 def _href(target: str | Path, out_dir: Path) -> str:
-    """A URL relative to ``out_dir`` so the report folder can be moved or served as is."""
+    """A URL relative to the page's own folder, so the report folder can be moved or served as is.
+
+    ``target`` is a path (relative to the working directory, or absolute) or a bare file name in ``out_dir``.
+    """
     p = Path(target)
-    rel = os.path.relpath(p, out_dir) if p.is_absolute() else str(p)
+    if not p.is_absolute() and len(p.parts) == 1:
+        p = Path(out_dir) / p
+    rel = os.path.relpath(p.resolve(), Path(out_dir).resolve())
     return html.escape(quote(Path(rel).as_posix()))
 
 

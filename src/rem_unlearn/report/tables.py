@@ -122,16 +122,46 @@ def method_label(method: str) -> str:
     return "Trained (none)" if method == TRAINED else method
 
 
+#: How the paper's tables name the methods.
+PAPER_NAMES = {"rem": "REM", "none": "Trained", "etd": "ETD", "npo": "NPO", "scrub": "SCRUB",
+               "bad-teacher": "BadT", "retrain": "Retrained", "potion": "Potion", "ga": "GA", "salun": "SalUn",
+               "ssd": "SSD", "finetune": "Finetune", "cf-k": "CF-k", "eu-k": "EU-k"}
+
+
+def paper_label(method: str, variant: str) -> str:
+    """The paper's name of a method on a pre-training variant: "NPO (ETD)" is NPO run on the ETD model."""
+    name = PAPER_NAMES.get(method, method)
+    return f"{name} (ETD)" if variant == "etd" and method != "etd" else name
+
+
+def main_table(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Per dataset, one table of every (method, variant) as the paper's main table names them, mean ± SEM
+    over every ok cell (corruptions x rates x seeds), best score first."""
+    by_dataset: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if is_ok(rec):
+            cell = rec["cell"]
+            labelled = {**rec, "cell": {**cell, "method": (cell["method"], cell["variant"])}}
+            by_dataset[cell["dataset"]].append(labelled)
+    tables = {}
+    for dataset, recs in sorted(by_dataset.items()):
+        (group,) = summary(recs, group=("dataset",)).values()
+        tables[dataset] = markdown_table(group, label=lambda key: paper_label(*key),
+                                         reference=lambda key: key[0] in (TRAINED, "etd"))
+    return tables
+
+
 def _fmt(stat: Stat) -> str:
     mean, sem = stat
     return "–" if math.isnan(mean) else f"{mean:.2f} ± {sem:.2f}"
 
 
-def markdown_table(group_summary: Mapping[str, Mapping[str, Any]]) -> str:
+def markdown_table(group_summary: Mapping[Any, Mapping[str, Any]], label=method_label,
+                   reference=lambda method: method == TRAINED) -> str:
     """Pipe table of one group's summary, methods by mean score (descending).
 
     The best mean of healed/utility/score is bold (ties compared at display precision).
-    The trained reference row does not compete for bold: it is a baseline, not a method.
+    Reference rows (the trained model) do not compete for bold: they are baselines, not methods.
     """
     def score_key(item: tuple[str, Mapping[str, Any]]) -> float:
         mean = item[1]["score"][0]
@@ -140,7 +170,7 @@ def markdown_table(group_summary: Mapping[str, Mapping[str, Any]]) -> str:
     items = sorted(group_summary.items(), key=score_key, reverse=True)
     best: dict[str, float] = {}
     for m in HIGHER_IS_BETTER:
-        means = [round(s[m][0], 2) for meth, s in items if meth != TRAINED and not math.isnan(s[m][0])]
+        means = [round(s[m][0], 2) for meth, s in items if not reference(meth) and not math.isnan(s[m][0])]
         if means:
             best[m] = max(means)
     lines = [
@@ -148,10 +178,10 @@ def markdown_table(group_summary: Mapping[str, Mapping[str, Any]]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for method, stats in items:
-        cells = [method_label(method)]
+        cells = [label(method)]
         for m in SUMMARY_METRICS:
             text = _fmt(stats[m])
-            if method != TRAINED and m in best and round(stats[m][0], 2) == best[m]:
+            if not reference(method) and m in best and round(stats[m][0], 2) == best[m]:
                 text = f"**{text}**"
             cells.append(text)
         cells.append(str(stats["n"]))
