@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import platform
+import shlex
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -20,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from ..checkpoint import cache_key, versions
+from ..checkpoint import cache_key, source_commit, versions
 from ..config import from_dict, to_dict
 from ..experiment import Task, data_fingerprint, is_cached, prepare
 from ..training import quiet as env_quiet
@@ -222,9 +224,22 @@ def _status_line(record: dict[str, Any], done: int, total: int) -> str:
 POLL_SECONDS = 2.0
 
 
+def current_command() -> str:
+    """The command line of this process, as a user would type it again."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if argv0.name.startswith("rem-unlearn") or argv0.parent.name == "rem_unlearn":
+        prog = ["rem-unlearn"]
+    elif argv0.name == "__main__.py":  # python -m some_package
+        prog = ["python", "-m", argv0.parent.name]
+    else:
+        prog = [argv0.name]
+    return shlex.join([*prog, *sys.argv[1:]])
+
+
 def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
              ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
-             force: bool = False, threads: int | None = None) -> list[dict[str, Any]]:
+             force: bool = False, threads: int | None = None, command: str | None = None,
+             log: str | None = None, log_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``grid`` into ``results_dir``, then build the report there.
 
     Finished cells (a valid record in ``records/``) are skipped; failed ones
@@ -236,14 +251,24 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     another is running.  ``engine`` is ``"local"``, ``"ray"`` or an engine
     object with ``run(cells)``.  Returns the records of the current grid
     (the report is built from exactly these).
+
+    Every record this sweep writes carries ``command`` (default: this
+    process's command line) and ``commit`` (:func:`source_commit`), stamped
+    here because cells may run in other processes or on other machines.
+    ``log`` (``tensorboard``/``mlflow``) also logs each finished cell to
+    ``log_dir`` as one run (:func:`rem_unlearn.tracking.log_record`).
     """
     from tqdm.auto import tqdm
 
     from ..report import build_report
+    from ..tracking import check_tracker, default_log_dir, log_record
     from .engines import make_engine
 
     if isinstance(grid, dict):
         grid = from_dict(GridConfig, grid)
+    if log:
+        log_dir = log_dir or default_log_dir(log, results_dir)
+        check_tracker(log, log_dir)
     quiet = quiet or env_quiet()
     cells = expand(grid)
     keyed: dict[str, Cell] = {}
@@ -269,6 +294,7 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                    dynamic_ncols=True)
         finished = len(done)
         claims: dict[str, Any] = {}
+        stamp = {"command": command or current_command(), "commit": source_commit()}
 
         def record_done(record: dict[str, Any], written: bool = False) -> None:
             nonlocal finished
@@ -276,7 +302,10 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                 if record.get("key") not in keyed:  # a custom engine or run_cell that re-keyed the cell
                     log.error("record %s (%s) is not a cell of this grid; written but left out of the report",
                               record.get("key"), record.get("cell"))
+                record.update(stamp)
                 store.write(record)
+                if log:
+                    log_record(log, log_dir, record)
             claim = claims.pop(record.get("key"), None)
             if claim is not None:
                 claim.release()
