@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import UserError
-from .files import atomic_path, json_text
+from .files import atomic_path, json_text, read_json_object
 
 CHECKPOINT_FORMAT = 1
 
@@ -101,13 +101,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     side = sidecar_path(Path(path))
     if not side.is_file():
         raise CheckpointError(f"{path}: sidecar {side.name} is missing (incomplete or foreign checkpoint)")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{side}: not a readable checkpoint sidecar ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{side}: not a checkpoint sidecar (expected a JSON object)")
-    return meta
+    return read_json_object(side, CheckpointError, "checkpoint sidecar")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -192,6 +192,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json_object(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``error`` saying why not (unreadable, not JSON, not an object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not a readable {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
 def json_text(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
 

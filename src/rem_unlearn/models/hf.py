@@ -24,7 +24,6 @@ imports it before it is needed.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, require_extra
-from ..files import atomic_folder, check_output_folder, json_text
+from ..files import atomic_folder, check_output_folder, json_text, read_json_object
 
 PROCESSOR_FILE = "preprocessor_config.json"
 RECORD_FILE = "rem_unlearn.json"  # written into every output folder; --force replaces only such a folder
@@ -78,12 +77,7 @@ class Preprocessing:
         path = Path(folder) / PROCESSOR_FILE
         if not path.is_file():
             return cls()
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HFModelError(f"{path}: not a readable JSON file ({exc})") from exc
-        if not isinstance(cfg, dict):
-            raise HFModelError(f"{path}: expected a JSON object")
+        cfg = read_json_object(path, HFModelError, "image processor config")
         return cls(*_normalisation(cfg, path), _final_size(cfg, path), str(path))
 
 
@@ -219,8 +213,8 @@ def from_pretrained(folder: str | Path) -> HFClassifier:
 def saved_dtype(folder: Path) -> torch.dtype | None:
     """The dtype the folder's weights were saved in (config.json), to save the result the same way."""
     try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        cfg = read_json_object(folder / "config.json", ValueError, "model config")
+    except ValueError:
         return None
     name = cfg.get("dtype") or cfg.get("torch_dtype")
     dtype = getattr(torch, str(name), None) if name else None
