@@ -323,7 +323,7 @@ def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, 
     grid = smoke(cache_dir, methods=["none", "rem"], discovery_rates=[1.0])
     command = "rem-unlearn bench --preset smoke methods=[none,rem]"
     try:
-        records = run_grid(grid, tmp_path / "results", quiet=True, command=command, log="tensorboard")
+        records = run_grid(grid, tmp_path / "results", quiet=True, command=command, track="tensorboard")
     finally:
         source_commit.cache_clear()
     assert len(records) == 4

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -153,8 +154,6 @@ class MLflowTracker(Tracker):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -233,11 +232,14 @@ class RoundLogger:
 @contextlib.contextmanager
 def tracked(kind: str | None, log_dir: str | Path | None, run_name: str, params: Mapping[str, Any], batcher,
             forget_rows: torch.Tensor) -> Iterator[RoundLogger | None]:
-    """A run for one unlearning and its ``on_epoch`` observer; ``None`` (and nothing logged) without ``kind``."""
+    """A run for one unlearning and its ``on_epoch`` observer; ``None`` (and nothing logged) without ``kind``.
+
+    The run name gets the start time, so a second command never adds its curves to the first one's run.
+    """
     if kind is None:
         yield None
         return
-    with open_run(kind, log_dir, run_name) as run:
+    with open_run(kind, log_dir, f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}") as run:
         run.log_params(params)
         yield RoundLogger(run, batcher, forget_rows)
 

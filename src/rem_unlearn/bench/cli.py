@@ -80,7 +80,7 @@ def run_bench(args) -> int:
     records = run_grid(grid, results, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
                        quiet=args.quiet, retry_failed=args.retry_failed, force=args.force,
                        threads=getattr(args, "threads", None), command=getattr(args, "command_line", None),
-                       log=getattr(args, "log", None), log_dir=getattr(args, "log_dir", None))
+                       track=getattr(args, "log", None), track_dir=getattr(args, "log_dir", None))
     elapsed = time.perf_counter() - start
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"bench: {len(records)} records ({len(failed)} failed) in {elapsed:.1f}s")

@@ -239,7 +239,7 @@ def current_command() -> str:
 def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
              ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
              force: bool = False, threads: int | None = None, command: str | None = None,
-             log: str | None = None, log_dir: str | Path | None = None) -> list[dict[str, Any]]:
+             track: str | None = None, track_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``grid`` into ``results_dir``, then build the report there.
 
     Finished cells (a valid record in ``records/``) are skipped; failed ones
@@ -255,8 +255,8 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     Every record this sweep writes carries ``command`` (default: this
     process's command line) and ``commit`` (:func:`source_commit`), stamped
     here because cells may run in other processes or on other machines.
-    ``log`` (``tensorboard``/``mlflow``) also logs each finished cell to
-    ``log_dir`` as one run (:func:`rem_unlearn.tracking.log_record`).
+    ``track`` (``tensorboard``/``mlflow``) also logs each finished cell to
+    ``track_dir`` as one run (:func:`rem_unlearn.tracking.log_record`).
     """
     from tqdm.auto import tqdm
 
@@ -266,9 +266,9 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
 
     if isinstance(grid, dict):
         grid = from_dict(GridConfig, grid)
-    if log:
-        log_dir = log_dir or default_log_dir(log, results_dir)
-        check_tracker(log, log_dir)
+    if track:
+        track_dir = track_dir or default_log_dir(track, results_dir)
+        check_tracker(track, track_dir)
     quiet = quiet or env_quiet()
     cells = expand(grid)
     keyed: dict[str, Cell] = {}
@@ -304,8 +304,8 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                               record.get("key"), record.get("cell"))
                 record.update(stamp)
                 store.write(record)
-                if log:
-                    log_record(log, log_dir, record)
+                if track:
+                    log_record(track, track_dir, record)
             claim = claims.pop(record.get("key"), None)
             if claim is not None:
                 claim.release()
