@@ -71,15 +71,14 @@ class ExpandedLayer(nn.Module):
             m.to(device=w.device, dtype=w.dtype)
         self.train(layer.training)
 
-    @property
-    def weight(self) -> torch.Tensor:
-        """The wrapped layer's weight: code that reads it directly (not through ``forward``) still runs, and
-        :func:`expand` finds such a layer, because its wrapper is never called, and unwraps it."""
-        return self.layer.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.layer.bias
+    def __getattr__(self, name: str):
+        """The wrapped layer's attributes (``weight``, ``bias``, ``in_features``, ...): code that reads them
+        directly instead of calling the layer still runs, and :func:`expand` finds such a layer, because its
+        wrapper is never called, and unwraps it."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("layer"), name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer(x)
@@ -295,7 +294,7 @@ def _unwrap_uncalled(model: nn.Module, example_input: torch.Tensor, report: dict
     state.mode = "full"
     try:
         model.eval()(example_input)
-    except RuntimeError as exc:
+    except Exception as exc:  # the user's forward with every branch on: whatever it raises, expand caused it
         raise ExpandError(f"{type(model).__name__} fails with the added branches on "
                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); name the layers "
                           "to expand with layers=[...]") from exc

@@ -170,6 +170,7 @@ class HFClassifier(nn.Module):
                                f"{PROCESSOR_FILE}) but the training images are {size}x{size}; rem-unlearn feeds "
                                f"images as they are, so resize them to {want[0]}x{want[1]} first")
         if example is not None:
+            was_training = self.training
             try:
                 with torch.no_grad():
                     self.eval()(example)
@@ -178,6 +179,8 @@ class HFClassifier(nn.Module):
                 hint = f" (config.json image_size is {image_size})" if image_size else ""
                 raise HFModelError(f"{where} fails on {channels}x{size}x{size} images{hint}: "
                                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            finally:
+                self.train(was_training)
 
 
 def from_pretrained(folder: str | Path) -> HFClassifier:
