@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -339,6 +340,51 @@ def test_process_pool_matches_in_process(cache_dir, tmp_path):
     assert all(r["status"] == "ok" for r in serial + pool), [r["error"] for r in serial + pool]
     assert {r["threads"] for r in pool} == {max(1, (os.cpu_count() or 1) // 2)}
     assert {r["key"]: r["metrics"] for r in pool} == {r["key"]: r["metrics"] for r in serial}
+
+
+def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, tmp_path, monkeypatch):
+    """Each record says which command and commit made it; the leaderboard shows both; --log puts each cell
+    in TensorBoard as one run with its metrics."""
+    from rem_unlearn.checkpoint import source_commit
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("REM_UNLEARN_COMMIT", "0123456789abcdef0123456789abcdef01234567-dirty")
+    source_commit.cache_clear()
+    grid = smoke(cache_dir, methods=["none", "rem"], discovery_rates=[1.0])
+    command = "rem-unlearn bench --preset smoke methods=[none,rem]"
+    try:
+        records = run_grid(grid, tmp_path / "results", quiet=True, command=command, track="tensorboard")
+    finally:
+        source_commit.cache_clear()
+    assert len(records) == 4
+    assert all(r["command"] == command and r["commit"].startswith("0123456789ab") for r in records)
+    board = (tmp_path / "results" / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and all(f"`{command}`" in r and "`0123456789ab-dirty`" in r for r in rows)
+    runs = sorted((tmp_path / "results" / "runs").iterdir())
+    assert len(runs) == 4
+    for r in records:
+        (run,) = [p for p in runs if p.name.endswith(r["key"])]
+        events = EventAccumulator(str(run))
+        events.Reload()
+        assert events.Scalars("score")[0].value == pytest.approx(r["metrics"]["score"])
+
+
+def test_source_commit_of_this_checkout(monkeypatch):
+    from rem_unlearn.checkpoint import source_commit
+
+    monkeypatch.delenv("REM_UNLEARN_COMMIT", raising=False)
+    source_commit.cache_clear()
+    try:
+        commit = source_commit()
+    finally:
+        source_commit.cache_clear()
+    import rem_unlearn
+
+    tracked = (Path(rem_unlearn.__file__).resolve().parents[2] / ".git").exists()
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit) if tracked else commit == "unknown", commit
 
 
 def test_worker_with_other_code_fails_the_cell(tmp_path):

@@ -325,3 +325,64 @@ def test_widen_chosen_layers_only() -> None:
     assert widened == {"layer4.0.conv1", "layer4.0.bn1", "layer4.0.conv2"}  # the group and its one reader
     with pytest.raises(ValueError, match="fc: the model's output"):
         expand(resnet18(), "widen", layers=["fc"])
+
+
+# ----------------------------------------------------------------------------- layers that are not plain
+
+
+class ScaledLinear(nn.Linear):
+    """A subclass with a forward of its own: no branch of the same geometry is known to fit it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().forward(x)
+
+
+class NamedConv(nn.Conv2d):
+    """A subclass that keeps nn.Conv2d's forward: expanded like an nn.Conv2d."""
+
+
+class Mixed(nn.Module):
+    """A subclass of each kind, a LayerNorm, a bare parameter, and a Linear whose weight is read directly
+    (as fused attention code does), so that wrapping it would never run its branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = NamedConv(1, 4, 3, padding=1)
+        self.scaled = ScaledLinear(4, 8)
+        self.fused = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+        self.scale = nn.Parameter(torch.ones(8))
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.scaled(torch.relu(self.conv(x)).mean((2, 3)))
+        h = nn.functional.linear(h, self.fused.weight, self.fused.bias)  # bypasses self.fused.forward
+        return self.head(self.norm(h) * self.scale)
+
+
+def test_expand_reports_every_layer_it_does_not_give_capacity() -> None:
+    from rem_unlearn.models.expand import expansion_summary
+
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    x, ids = inputs(4)
+    big = expand_model(model, example_input=x, num_classes=CLASSES, how="branch")
+    report = big.expansion_report
+    assert report["conv"].startswith("branch") and isinstance(big.conv, ExpandedLayer)
+    assert report["scaled"].startswith("skipped (ScaledLinear: a subclass of nn.Linear with a forward of its own")
+    assert report["fused"].startswith("skipped (Linear: the model reads its weights directly")
+    assert type(big.fused) is nn.Linear  # put back: its branch would never have run
+    assert report["norm"].startswith("skipped (LayerNorm: a normalisation layer")
+    assert report["head"] == "left as is (the classifier)"
+    assert report["(model)"] == "skipped (Mixed: its parameters scale are used directly, not through an " \
+                                "nn.Conv2d/nn.Linear)"
+    assert expansion_summary(report) == ("1 branch, 1 left as is, 4 skipped; skipped: (model) (Mixed), scaled "
+                                         "(ScaledLinear), fused (Linear), norm (LayerNorm)")
+    with torch.no_grad():
+        assert torch.equal(big(x), model(x))  # drop mode: the original model
+        with partition(big, "shared", ids=ids, shared_ids=ids[:2]):
+            assert not torch.allclose(big(x), model(x))
+    plain = discard_expansion(big)
+    assert list(plain.state_dict()) == list(model.state_dict())
+    with pytest.raises(TypeError, match="'scaled'.*ScaledLinear.*subclasses that keep their forward"):
+        expand_model(model, layers=["scaled"])

@@ -182,3 +182,28 @@ def test_main_table_names_methods_as_the_paper() -> None:
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert set(rows) == {"REM", "REM (ETD)", "GA", "NPO (ETD)", "Trained", "ETD"}
     assert "**" not in next(line for line in table.splitlines() if line.startswith("| ETD |"))  # a reference
+
+
+def test_leaderboard_ranks_methods_and_names_their_provenance(tmp_path: Path) -> None:
+    records = _records()
+    for r in records:
+        if r["cell"]["method"] != "ga":  # ga's records predate command/commit: "not recorded"
+            r.update(command="rem-unlearn bench --preset default", commit="a" * 40,
+                     versions={"rem_unlearn": "0.1.0"})
+    (tmp_path / "grid.json").write_text(json.dumps({"grid": {"experiment": "fashion-mnist"}}))
+    paths = build_report(records, tmp_path / "report", results_dir=tmp_path)
+    text = paths["leaderboard"].read_text()
+    assert f"## {tmp_path.name} (experiment fashion-mnist)" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| Rank")]
+    assert [row[1] for row in rows] == ["rem", "ga", "Trained (none)"]  # by mean score
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    rem_ok = [r for r in records if r["cell"]["method"] == "rem" and r["status"] == "ok"]
+    rem = rows[0]
+    assert rem[2] == "capacity" and rem[3] == _fmt([r["metrics"]["score"] for r in rem_ok])
+    assert rem[4] == _fmt([r["metrics"]["healed"] for r in rem_ok])
+    assert rem[5] == _fmt([r["metrics"]["utility"] for r in rem_ok])
+    assert rem[6] == _fmt([r["wall_time_s"] for r in rem_ok]) and rem[7] == str(len(rem_ok))
+    assert rem[8:] == ["`rem-unlearn bench --preset default`", "0.1.0", "`aaaaaaaaaaaa`"]
+    assert rows[1][8:] == ["`not recorded`", "not recorded", "`not recorded`"]
+    assert 'href="leaderboard.md"' in paths["index"].read_text()

@@ -12,6 +12,8 @@ _LAZY = {
     "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",
+    # Hugging Face image classifiers (the optional extra rem-unlearn[hf])
+    "from_pretrained": "models.hf", "save_pretrained": "models.hf",
     # researchers: a method is a config dataclass plus a run(ctx)
     "Method": "methods", "UnlearnConfig": "methods", "UnlearnContext": "methods",
     "register_method": "methods", "method_names": "methods",

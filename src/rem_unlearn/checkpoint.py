@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import pickle
 import platform
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import UserError
-from .files import atomic_path, json_text
+from .files import atomic_path, json_text, read_json_object
 
 CHECKPOINT_FORMAT = 1
 
@@ -29,6 +32,34 @@ def versions() -> dict[str, str]:
     from . import __version__
 
     return {"rem_unlearn": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str:
+    """The git commit of this package's source tree, ``-dirty`` when the checkout has changes.
+
+    ``REM_UNLEARN_COMMIT`` names it where the source is a copy without
+    ``.git`` (a tree synced to a cluster); an installed wheel, or a package
+    that git does not track, is ``"unknown"``.
+    """
+    if os.environ.get("REM_UNLEARN_COMMIT"):
+        return os.environ["REM_UNLEARN_COMMIT"]
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # A package installed (not editable) inside another repository is not that repository's code.
+    if git("ls-files", "--error-unmatch", Path(__file__).name) is None:
+        return "unknown"
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("-dirty" if git("status", "--porcelain") else "")
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -70,13 +101,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     side = sidecar_path(Path(path))
     if not side.is_file():
         raise CheckpointError(f"{path}: sidecar {side.name} is missing (incomplete or foreign checkpoint)")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{side}: not a readable checkpoint sidecar ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{side}: not a checkpoint sidecar (expected a JSON object)")
-    return meta
+    return read_json_object(side, CheckpointError, "checkpoint sidecar")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -49,6 +50,15 @@ def experiment_config(args) -> ExperimentConfig:
     return load_config(ExperimentConfig, args.config, overrides, base=base)
 
 
+def add_log_args(p: argparse.ArgumentParser, default: str) -> None:
+    from .tracking import TRACKERS
+
+    g = p.add_argument_group("experiment tracking (optional extras; the JSON records stay the source of truth)")
+    g.add_argument("--log", choices=TRACKERS, help="also log to TensorBoard (rem-unlearn[tensorboard]) or MLflow "
+                                                  "(rem-unlearn[mlflow])")
+    g.add_argument("--log-dir", help=f"the tracker's local store (default: {default})")
+
+
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     from .presets import EXPERIMENTS
 
@@ -79,7 +89,7 @@ def model_inputs(args) -> list[Path]:
     """Every file the command reads: an output may never be one of them."""
     from .checkpoint import sidecar_path
 
-    files = [getattr(args, name, None) for name in ("checkpoint", "train_data", "forget_ids", "config")]
+    files = [getattr(args, name, None) for name in ("checkpoint", "train_data", "forget_ids", "config", "hf_model")]
     if getattr(args, "checkpoint", None):
         files.append(sidecar_path(Path(args.checkpoint)))
     module = (getattr(args, "model", None) or "").rpartition(":")[0]
@@ -207,13 +217,14 @@ def cmd_unlearn(args) -> int:
     from .methods.registry import method_config
     from .metrics import format_table
     from .models import discard
+    from .tracking import tracked
 
     overrides = apply_overrides({}, args.set or [])
     if getattr(method_config(args.method, overrides), "ideal", False):
         raise ConfigError(f"--method {args.method} is the benchmark's oracle ablation (it needs every corrupted "
                           "id); run it with `rem-unlearn bench`")
     inputs = model_inputs(args)
-    if args.model or args.train_data:
+    if args.model or args.train_data or args.hf_model:
         return _unlearn_user_model(args, inputs, overrides)
     if args.checkpoint:
         check_input(args.checkpoint, "--checkpoint")
@@ -222,16 +233,23 @@ def cmd_unlearn(args) -> int:
     else:
         cfg = experiment_config(args)
     out = check_model_output(args.out, inputs, args.force, cfg.runtime.cache_dir)
+    log_dir = _log_dir(args)
     forget = read_ids(args.forget_ids)
     task = prepare(cfg)
     model = task.model
     if args.checkpoint:
         model = load_weights(_model_from_meta(meta, task), args.checkpoint)
-    forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
-    result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
-                     pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size,
-                     **method_overrides(task.cfg, overrides))
-    metrics = task.evaluate(result.model, forget)
+    rows = forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
+    params = {"command": "unlearn", "config": to_dict(task.cfg), "method": args.method,
+              "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows)}
+    with tracked(args.log, log_dir, f"unlearn_{args.method}_{cfg.corruption.kind}", params,
+                 task.evaluate.train_batcher, rows) as observer:
+        result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
+                         pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size, on_epoch=observer,
+                         **method_overrides(task.cfg, overrides))
+        metrics = task.evaluate(result.model, forget)
+        if observer is not None:
+            observer.finish(result.history, {f"after/{k}": v for k, v in metrics.items()})
     print(format_table({"trained": task.evaluate(task.model, forget), args.method: metrics}))
     if result.improved is False:
         return not_improved(args.method)
@@ -258,44 +276,106 @@ def _floats(text: str | None, what: str):
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
+def _model_kwargs(text: str | None) -> dict:
+    try:
+        kwargs = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return kwargs
+
+
+def _check_user_model_args(args) -> None:
+    """``--model`` needs its checkpoint; ``--hf-model`` brings its own weights."""
+    if args.hf_model:
+        clash = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
+                                      ("--model-kwargs", args.model_kwargs), ("--keep-capacity", args.keep_capacity))
+                 if v]
+        if clash:
+            raise ConfigError(f"--hf-model reads the model and its weights from its folder and writes a "
+                              f"save_pretrained folder; drop {', '.join(clash)}")
+        if not args.train_data:
+            raise ConfigError("--hf-model needs --train-data (the training set as .npz or an image folder)")
+        check_input(args.hf_model, "--hf-model", folder_ok=True)
+    else:
+        missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
+                                        ("--train-data", args.train_data)) if not v]
+        if missing:
+            raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
+        check_input(args.checkpoint, "--checkpoint")
+    check_input(args.train_data, "--train-data", folder_ok=True)
+
+
+def _log_dir(args, base: str | Path = ".") -> Path | None:
+    """``--log-dir`` (default under ``base``), checked with the tracker's package before any work."""
+    from .tracking import check_tracker, default_log_dir
+
+    if not getattr(args, "log", None):
+        return None
+    log_dir = Path(args.log_dir) if args.log_dir else default_log_dir(args.log, base)
+    check_tracker(args.log, log_dir)
+    return log_dir
+
+
+def _print_expansion(report: dict[str, str], prefix: str = "") -> None:
+    """What ``expand`` did, in one line: counts per kind and the layers it skipped."""
+    from .models.expand import expansion_summary
+
+    names = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in report.items()}
+    print(f"expand: {expansion_summary(names)}")
+
+
 def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
-    """``--model module:factory --checkpoint w --train-data d``: REM (or any method) on a user's classifier.
+    """``--model module:factory --checkpoint w`` or ``--hf-model DIR``, with ``--train-data d``: REM (or any
+    method) on a user's classifier.
 
     A model without partition gates is expanded first and the capacity is
-    discarded at the end, so the written state_dict has the user's own keys
-    and shapes and loads with their code.  The number of classes is the
-    model's number of outputs.
+    discarded at the end, so the written model has the user's own keys and
+    shapes: a state_dict their code loads, or a ``save_pretrained`` folder
+    that ``transformers`` loads.  The number of classes is the model's number
+    of outputs.
     """
     from dataclasses import replace
 
     import torch
 
     from .api import forget_rows, match_classes, unlearn
-    from .checkpoint import load_weights
+    from .checkpoint import load_weights, versions
     from .config import RuntimeConfig
     from .data.user import load_training_set, per_channel
+    from .files import check_output_folder
+    from .methods.registry import method_config
     from .metrics import known_data_accuracy
     from .models import discard, expand, gates
     from .models.factory import build_user_model
+    from .tracking import tracked
     from .training import Batcher, Runtime
 
-    missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
-                                    ("--train-data", args.train_data)) if not v]
-    if missing:
-        raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
-    check_input(args.checkpoint, "--checkpoint")
-    check_input(args.train_data, "--train-data", folder_ok=True)
-    out = check_model_output(args.out, inputs, args.force)
+    _check_user_model_args(args)
+    hf = bool(args.hf_model)
+    if hf:
+        from .models.hf import RECORD_FILE, from_pretrained, save_pretrained, transformers_module
+
+        transformers_module()  # the optional extra, before any work
+        out = check_output_folder(args.out, "--out", inputs=inputs, force=args.force, marker=RECORD_FILE)
+    else:
+        out = check_model_output(args.out, inputs, args.force)
+    log_dir = _log_dir(args)
     forget = read_ids(args.forget_ids)
-    try:
-        kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"--model-kwargs must be a JSON object of keyword arguments, got {args.model_kwargs!r}")
+    kwargs = {} if hf else _model_kwargs(args.model_kwargs)
     # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
     runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
     train = load_training_set(args.train_data, flip=args.flip)
+    if hf:
+        model = from_pretrained(args.hf_model)
+        model.check_images(train.channels, train.image_size)
+        pre = model.preprocessing
+        if pre.mean is not None:  # the image processor's normalisation, unless --mean/--std say otherwise
+            train = replace(train, mean=per_channel(pre.mean, train.channels, "image_mean", pre.source),
+                            std=per_channel(pre.std, train.channels, "image_std", pre.source))
+    else:
+        model = build_user_model(args.model, kwargs)
     mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
     if mean or std:
         if not (mean and std):
@@ -303,29 +383,48 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
         train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
                         std=per_channel(std, train.channels, "std", "--std"))
     rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
-    model = runtime.prepare(load_weights(build_user_model(args.model, kwargs), args.checkpoint))
+    model = runtime.prepare(model if hf else load_weights(model, args.checkpoint))
     x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
+    if hf:
+        model.check_images(train.channels, train.image_size, x)
     train = match_classes(model, x, train)
     batcher = Batcher(train, runtime)
+    prefix = "hf." if hf else ""
+    report: dict[str, str] = {}
     if gates(model):
         big = model
     else:
-        layers = [n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
-        big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed)
+        layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
+        big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed,
+                     example_input=x if hf else None)
+        report = big.expansion_report
+        _print_expansion(report, prefix)
     before = known_data_accuracy(runtime.prepare(big), batcher, rows)
-    result = unlearn(big, train, forget, args.method, runtime=runtime, **overrides)
-    final = result.model if args.keep_capacity else discard(result.model)
-    after = known_data_accuracy(runtime.prepare(final), batcher, rows)
+    source = str(args.hf_model or args.model)
+    params = {"command": "unlearn", "model": source, "train_data": str(args.train_data), "method": args.method,
+              "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows),
+              "expand": {"width": args.expand_width, "p_mem": args.p_mem, "seed": args.seed}}
+    with tracked(args.log, log_dir, f"unlearn_{args.method}_{Path(source.rpartition(':')[0] or source).name}",
+                 params, batcher, rows) as observer:
+        result = unlearn(big, train, forget, args.method, runtime=runtime, on_epoch=observer, **overrides)
+        final = result.model if args.keep_capacity else discard(result.model)
+        after = known_data_accuracy(runtime.prepare(final), batcher, rows)
+        if observer is not None:
+            observer.finish(result.history, {f"after/{k}": v for k, v in after.items()})
     print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
     for name, row in (("trained", before), (args.method, after)):
         print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")
     if result.improved is False:
         return not_improved(args.method)
-    save_model_output(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs,
-                                         "train_data": str(args.train_data), "method": args.method,
-                                         "method_config": result.config, "forget_ids": forget.tolist(),
-                                         "num_classes": train.num_classes, "before": before, "after": after,
-                                         "wall_time_s": result.wall_time_s,
+    meta = {"train_data": str(args.train_data), "method": args.method, "method_config": result.config,
+            "forget_ids": forget.tolist(), "num_classes": train.num_classes, "before": before, "after": after,
+            "wall_time_s": result.wall_time_s, "expansion_report": report}
+    if hf:
+        save_pretrained(result.model, out, {**meta, "mean": train.mean, "std": train.std, "versions": versions()},
+                        force=args.force, inputs=inputs)
+        print(f"unlearned model written to {out} (a save_pretrained folder; {result.wall_time_s:.1f}s)")
+        return 0
+    save_model_output(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs, **meta,
                                          "source_checkpoint": str(args.checkpoint)}, inputs, args.force)
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
           f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
@@ -359,7 +458,7 @@ def cmd_report(args) -> int:
     records = load_records(results)
     if not records:
         raise PathError(f"no records under {results / 'records'}; run `rem-unlearn bench --results {results}` first")
-    paths = build_report(records, out)
+    paths = build_report(records, out, results_dir=results)
     print(f"report: {paths['index']}")
     return 0
 
@@ -405,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="rem", choices=method_names(), help="unlearning method")
     p.add_argument("--set", action="append", metavar="key=value", help="method config override (repeatable)")
     p.add_argument("--out", required=True,
-                   help="output .safetensors (the unlearned model); its JSON sidecar goes next to it (.json)")
+                   help="output .safetensors (the unlearned model); its JSON sidecar goes next to it (.json); with "
+                        "--hf-model a folder (save_pretrained, with rem_unlearn.json inside)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
     g = p.add_argument_group("your own model (instead of a preset's)")
@@ -413,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
                         "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
     g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
+    g.add_argument("--hf-model", metavar="DIR",
+                   help="a Hugging Face image classifier saved with save_pretrained (needs rem-unlearn[hf]); its "
+                        "image processor's normalisation is used, and --out is then a save_pretrained folder")
     g.add_argument("--train-data", metavar="PATH",
                    help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
                         "<class>/<image> (ids = positions in the sorted file list)")
@@ -426,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "its outputs (default: %(default)s)")
     g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
+    add_log_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
     p.set_defaults(func=cmd_unlearn)
 
     p = command("methods", help="list registered methods")
@@ -448,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["rem-unlearn", *(sys.argv[1:] if argv is None else argv)])  # for records
     debug = getattr(args, "debug", False)  # --debug and -v are accepted before or after the sub-command
     verbose = getattr(args, "verbose", False) or debug
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")

@@ -21,3 +21,18 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return " ".join(super().__str__().split())
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional feature whose extra is not installed; the default install never needs one."""
+
+
+def require_extra(module: str, extra: str, feature: str):
+    """Import ``module`` for ``feature``, or say in one line which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{feature} needs the optional extra {extra}, which is not installed ({exc}): "
+                                f"pip install 'rem-unlearn[{extra}]'") from None

@@ -8,6 +8,9 @@
   (``tempfile.mkstemp``: two writers never share a name), is flushed to disk
   and moved into place with ``os.replace``; the temporary file is removed on
   any error, so a reader sees the old file or the whole new one.
+* An output folder (a Hugging Face ``save_pretrained`` folder) is written
+  whole into a unique temporary folder and renamed into place
+  (:func:`atomic_folder`); :func:`check_output_folder` checks it first.
 * :class:`FileLock` is an advisory ``fcntl.flock`` lock (POSIX; on other
   systems it locks nothing and only the unique temporary names protect files).
 """
@@ -74,6 +77,69 @@ def check_output(path: str | Path, what: str, *, suffixes: tuple[str, ...] = (),
     return path
 
 
+def _inside(path: str | Path, folder: str | Path) -> bool:
+    """``path`` is ``folder`` or lies under it, links resolved."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_folder(path: str | Path, what: str, *, inputs: Iterable[str | Path | None] = (),
+                        force: bool = False, marker: str | None = None) -> Path:
+    """An output *folder* that is written whole and moved into place: refused before any work when it is,
+    holds or lies inside an input, is a file, or exists (unless ``force``; then only a folder holding
+    ``marker``, one this tool wrote, is replaced: ``--force`` never deletes an arbitrary folder)."""
+    path = Path(path)
+    for source in inputs:
+        if source is not None and (_inside(path, source) or _inside(source, path)):
+            raise PathError(f"{what} {path} is, holds or lies inside an input ({source}); inputs are never "
+                            "overwritten, choose another folder")
+    if path.exists() or path.is_symlink():
+        if path.is_symlink() or not path.is_dir():
+            raise PathError(f"{what} {path} exists and is not a folder")
+        if not force:
+            raise PathError(f"{what} {path} already exists; use --force to replace it")
+        if marker and not (path / marker).is_file():
+            raise PathError(f"{what} {path} exists and was not written by rem-unlearn (no {marker}); "
+                            "--force replaces only such a folder, choose another path")
+    check_writable_folder(path.parent, what)
+    return path
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A unique temporary folder next to ``path``, moved onto ``path`` when the block succeeds, else removed.
+
+    A folder cannot be swapped in one step: an existing ``path`` is first renamed
+    aside, the new folder renamed into place, then the old one deleted, so a
+    reader sees the old folder, nothing for an instant, or the whole new one,
+    never a half-written one.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the result private
+        yield tmp
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def check_writable_folder(folder: str | Path, what: str) -> Path:
     """``folder``, or its nearest existing parent (missing folders are created when writing), is writable."""
     folder = Path(folder)
@@ -114,9 +180,7 @@ def _mode_for(path: Path) -> int:
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -126,6 +190,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_object(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``error`` saying why not (unreadable, not JSON, not an object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not a readable {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a {what} (expected a JSON object)")
+    return data
 
 
 def json_text(obj: Any) -> str:

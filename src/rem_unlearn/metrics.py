@@ -41,11 +41,12 @@ def inference_model(model: nn.Module, runtime: Runtime) -> nn.Module:
     return runtime.prepare(plain).eval()
 
 
-def known_data_accuracy(model: nn.Module, batcher: Batcher, forget_rows: torch.Tensor) -> dict[str, float]:
-    """Accuracy on D_f and on D_r (every other row of ``batcher``'s data), against the stored labels."""
+def known_data_accuracy(model: nn.Module, batcher: Batcher, forget_rows: torch.Tensor, **kw) -> dict[str, float]:
+    """Accuracy on D_f and on D_r (every other row of ``batcher``'s data), against the stored labels
+    (``kw``: the gate ``mode`` and ``shared_ids`` of :func:`predict`; drop mode by default)."""
     retain_rows = batcher.data.rows_except(forget_rows)
-    return {"forget_accuracy": accuracy(model, batcher, forget_rows),
-            "retain_accuracy": accuracy(model, batcher, retain_rows)}
+    return {"forget_accuracy": accuracy(model, batcher, forget_rows, **kw),
+            "retain_accuracy": accuracy(model, batcher, retain_rows, **kw)}
 
 
 @dataclass

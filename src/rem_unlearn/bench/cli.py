@@ -57,6 +57,9 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record is a failure")
     p.add_argument("--force", action="store_true",
                    help="reuse a results folder made by another grid or format (its other records are ignored)")
+    from ..cli import add_log_args
+
+    add_log_args(p, "RESULTS/runs (tensorboard) or RESULTS/mlflow.db (mlflow)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="grid overrides, e.g. methods=[rem,ga] discovery_rates=[0.5,1.0] unlearn.epochs=3")
     p.set_defaults(func=func)
@@ -76,7 +79,8 @@ def run_bench(args) -> int:
     start = time.perf_counter()
     records = run_grid(grid, results, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
                        quiet=args.quiet, retry_failed=args.retry_failed, force=args.force,
-                       threads=getattr(args, "threads", None))
+                       threads=getattr(args, "threads", None), command=getattr(args, "command_line", None),
+                       track=getattr(args, "log", None), track_dir=getattr(args, "log_dir", None))
     elapsed = time.perf_counter() - start
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"bench: {len(records)} records ({len(failed)} failed) in {elapsed:.1f}s")

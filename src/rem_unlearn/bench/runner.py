@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import platform
+import shlex
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -20,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from ..checkpoint import cache_key, versions
+from ..checkpoint import cache_key, source_commit, versions
 from ..config import from_dict, to_dict
 from ..experiment import Task, data_fingerprint, is_cached, prepare
 from ..training import quiet as env_quiet
@@ -224,9 +226,22 @@ def _status_line(record: dict[str, Any], done: int, total: int) -> str:
 POLL_SECONDS = 2.0
 
 
+def current_command() -> str:
+    """The command line of this process, as a user would type it again."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if argv0.name.startswith("rem-unlearn") or argv0.parent.name == "rem_unlearn":
+        prog = ["rem-unlearn"]
+    elif argv0.name == "__main__.py":  # python -m some_package
+        prog = ["python", "-m", argv0.parent.name]
+    else:
+        prog = [argv0.name]
+    return shlex.join([*prog, *sys.argv[1:]])
+
+
 def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
              ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
-             force: bool = False, threads: int | None = None) -> list[dict[str, Any]]:
+             force: bool = False, threads: int | None = None, command: str | None = None,
+             track: str | None = None, track_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``grid`` into ``results_dir``, then build the report there.
 
     Finished cells (a valid record in ``records/``) are skipped; failed ones
@@ -238,14 +253,24 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     another is running.  ``engine`` is ``"local"``, ``"ray"`` or an engine
     object with ``run(cells)``.  Returns the records of this sweep's cells; the
     report covers every record of the folder's grid (all seeds run into it so far).
+
+    Every record this sweep writes carries ``command`` (default: this
+    process's command line) and ``commit`` (:func:`source_commit`), stamped
+    here because cells may run in other processes or on other machines.
+    ``track`` (``tensorboard``/``mlflow``) also logs each finished cell to
+    ``track_dir`` as one run (:func:`rem_unlearn.tracking.log_record`).
     """
     from tqdm.auto import tqdm
 
     from ..report import build_report, load_records
+    from ..tracking import check_tracker, default_log_dir, log_record
     from .engines import make_engine
 
     if isinstance(grid, dict):
         grid = from_dict(GridConfig, grid)
+    if track:
+        track_dir = track_dir or default_log_dir(track, results_dir)
+        check_tracker(track, track_dir)
     quiet = quiet or env_quiet()
     cells = expand(grid)
     keyed: dict[str, Cell] = {}
@@ -275,6 +300,7 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                    dynamic_ncols=True)
         finished = len(done)
         claims: dict[str, Any] = {}
+        stamp = {"command": command or current_command(), "commit": source_commit()}
 
         def record_done(record: dict[str, Any], written: bool = False) -> None:
             nonlocal finished
@@ -282,7 +308,10 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                 if record.get("key") not in keyed:  # a custom engine or run_cell that re-keyed the cell
                     log.error("record %s (%s) is not a cell of this grid; written but left out of the report",
                               record.get("key"), record.get("cell"))
+                record.update(stamp)
                 store.write(record)
+                if track:
+                    log_record(track, track_dir, record)
             claim = claims.pop(record.get("key"), None)
             if claim is not None:
                 claim.release()

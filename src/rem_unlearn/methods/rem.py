@@ -147,7 +147,8 @@ class REM(Method):
                     trainer.step(loss)
             if cfg.drop_mode_batchnorm:
                 recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, seed=cfg.seed)
-            ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_steps)
+            ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_steps,
+                    lr=trainer.optimizer.param_groups[0]["lr"])
             ctx.observe(model, f"round {rnd}")
             selector.consider(model, f"round {rnd}")
             stale = 0 if selector.best_label == f"round {rnd}" else stale + 1

@@ -71,6 +71,15 @@ class ExpandedLayer(nn.Module):
             m.to(device=w.device, dtype=w.dtype)
         self.train(layer.training)
 
+    def __getattr__(self, name: str):
+        """The wrapped layer's attributes (``weight``, ``bias``, ``in_features``, ...): code that reads them
+        directly instead of calling the layer still runs, and :func:`expand` finds such a layer, because its
+        wrapper is never called, and unwraps it."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("layer"), name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer(x)
         st = self.gate.state
@@ -90,12 +99,24 @@ def _describe(model: nn.Module) -> str:
     return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
 
 
+def is_plain_layer(m: nn.Module) -> bool:
+    """An nn.Conv2d/nn.Linear, or a subclass that computes its output with their own forward.
+
+    A subclass with a forward of its own (weight standardisation, "same"
+    padding computed per input, ...) may not give the output a branch of the
+    same geometry gives, so it gets no branch and the report says so.
+    """
+    if isinstance(m, nn.Conv2d):
+        return type(m).forward is nn.Conv2d.forward and type(m)._conv_forward is nn.Conv2d._conv_forward
+    return isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward
+
+
 def _choose(model: nn.Module, layers: str | Iterable[str] | None) -> list[str]:
-    """Names of the layers to expand; exact types only (a subclass may not call its own forward)."""
+    """Names of the layers to expand: nn.Conv2d/nn.Linear and subclasses that use their forward."""
     found = {n: m for n, m in model.named_modules() if n}
     if layers is None:
-        names = [n for n, m in found.items() if type(m) in SUPPORTED]
-        linears = [n for n in names if type(found[n]) is nn.Linear]
+        names = [n for n, m in found.items() if is_plain_layer(m)]
+        linears = [n for n in names if isinstance(found[n], nn.Linear)]
         if linears:
             names.remove(linears[-1])  # the classifier: the last registered Linear
         if not names:
@@ -109,9 +130,10 @@ def _choose(model: nn.Module, layers: str | Iterable[str] | None) -> list[str]:
     for n in names:
         if n not in found:
             raise ExpandError(f"{type(model).__name__} has no layer named {n!r}; its layers: {_describe(model)}")
-        if type(found[n]) not in SUPPORTED:
-            raise LayerTypeError(f"cannot expand layer {n!r} of type {type(found[n]).__name__}: only plain nn.Conv2d "
-                            "and nn.Linear layers can carry redirection capacity")
+        if not is_plain_layer(found[n]):
+            raise LayerTypeError(f"cannot expand layer {n!r} of type {type(found[n]).__name__}: only nn.Conv2d and "
+                                 "nn.Linear layers (or subclasses that keep their forward) can carry redirection "
+                                 "capacity")
     return list(dict.fromkeys(names))
 
 
@@ -152,6 +174,7 @@ def check_classifier(model: nn.Module, example_input: torch.Tensor, num_classes:
 
 
 HOW = ("auto", "widen", "branch")
+ROOT = "(model)"  # the report's name for parameters that the model itself holds
 
 
 def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = 0.2,
@@ -203,7 +226,11 @@ def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: f
             report.update(getattr(expanded, "_why_not_widened", {}))
     expanded.__dict__.pop("_why_not_widened", None)
     share_state(expanded, PartitionState(p_mem=p_mem, seed=seed))
-    expanded.expansion_report = report
+    if example_input is not None:
+        _unwrap_uncalled(expanded, example_input, report)
+    _account(expanded, report, chosen=named)
+    order = {name or ROOT: i for i, (name, _) in enumerate(expanded.named_modules())}
+    expanded.expansion_report = dict(sorted(report.items(), key=lambda item: order.get(item[0], -1)))
     return expanded
 
 
@@ -250,6 +277,90 @@ def _widen(model: nn.Module, named: list[str] | None, width: float, example_inpu
             for name in g.producers:
                 report.setdefault(name, f"left as is ({g.blocked or 'not chosen'})")
     return report
+
+
+@torch.no_grad()
+def _unwrap_uncalled(model: nn.Module, example_input: torch.Tensor, report: dict[str, str]) -> None:
+    """Run ``model`` once with every branch on; a wrapped layer whose wrapper was not called has its weights
+    read directly by the code around it (e.g. fused attention), so its branch would never act: it is put
+    back and reported as skipped.  A forward that fails with the branches on is an error."""
+    wrapped = {n: m for n, m in model.named_modules() if isinstance(m, ExpandedLayer)}
+    if not wrapped:
+        return
+    called: set[str] = set()
+    hooks = [m.register_forward_hook(lambda mod, _i, _o, n=n: called.add(n)) for n, m in wrapped.items()]
+    state = next(iter(wrapped.values())).gate.state
+    mode, was_training = state.mode, model.training
+    state.mode = "full"
+    try:
+        model.eval()(example_input)
+    except Exception as exc:  # the user's forward with every branch on: whatever it raises, expand caused it
+        raise ExpandError(f"{type(model).__name__} fails with the added branches on "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); name the layers "
+                          "to expand with layers=[...]") from exc
+    finally:
+        state.mode = mode
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    for name in wrapped.keys() - called:
+        layer = model.get_submodule(name).layer
+        _replace(model, name, layer)
+        report[name] = (f"skipped ({type(layer).__name__}: the model reads its weights directly instead of calling "
+                        "it, so a branch would never run)")
+
+
+def _account(model: nn.Module, report: dict[str, str], chosen: list[str] | None) -> None:
+    """Add every module that holds parameters but got no capacity to ``report``, with the reason."""
+    from .widen import WideBatchNorm, WideLayer
+
+    wrappers = (ExpandedLayer, WideLayer, WideBatchNorm)
+    inside = [n for n, m in model.named_modules() if isinstance(m, wrappers)]
+    linears = [n for n, m in model.named_modules() if is_plain_layer(m) and isinstance(m, nn.Linear)]
+    for name, m in model.named_modules():
+        own = [p for p, _ in m.named_parameters(recurse=False)]
+        name = name or ROOT
+        if not own or name in report or any(name.startswith(w + ".") for w in inside):
+            continue
+        kind = type(m).__name__
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and not is_plain_layer(m):
+            base = "nn.Conv2d" if isinstance(m, nn.Conv2d) else "nn.Linear"
+            report[name] = (f"skipped ({kind}: a subclass of {base} with a forward of its own; a branch of the "
+                            "same geometry may not fit its output)")
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
+            why = "not chosen" if chosen is not None else "the classifier" if linears and name == linears[-1] \
+                else "not in a widened channel group"
+            report[name] = f"left as is ({why})"
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or "Norm" in kind:
+            report[name] = f"skipped ({kind}: a normalisation layer; no capacity is added to it)"
+        else:
+            report[name] = (f"skipped ({kind}: its parameters {', '.join(own)} are used directly, not through "
+                            "an nn.Conv2d/nn.Linear)")
+
+
+REPORT_KINDS = ("widened", "branch", "left as is", "skipped")
+
+
+def report_kind(status: str) -> str:
+    """``"branch"``, ``"widened"``, ``"left as is"`` or ``"skipped"``: the part of a report entry before its reason."""
+    return status.split(" (")[0]
+
+
+def expansion_summary(report: dict[str, str], names: int = 8) -> str:
+    """One line for the user: how many layers got capacity and how, and which were skipped."""
+    from collections import Counter
+
+    counts = Counter(report_kind(v) for k, v in report.items() if k != "(widening)")
+    kinds = sorted(counts, key=lambda kind: (REPORT_KINDS + (kind,)).index(kind))
+    text = ", ".join(f"{counts[kind]} {kind}" for kind in kinds)
+    skipped = [f"{k} ({v.split('(', 1)[1].split(':')[0]})" for k, v in report.items()
+               if k != "(widening)" and report_kind(v) == "skipped"]
+    if skipped:
+        more = f", ... ({len(skipped) - names} more)" if len(skipped) > names else ""
+        text += f"; skipped: {', '.join(skipped[:names])}{more}"
+    if "(widening)" in report:
+        text += f"; widening {report['(widening)']}"
+    return text
 
 
 @torch.no_grad()

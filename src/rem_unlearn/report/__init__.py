@@ -14,6 +14,7 @@ from .records import load_records
 from .tables import (
     catastrophic_cells,
     cell_table,
+    leaderboard,
     main_table,
     markdown_table,
     method_label,
@@ -30,6 +31,7 @@ __all__ = [
     "summary",
     "markdown_table",
     "cell_table",
+    "leaderboard",
     "catastrophic_cells",
     "plot_heatmaps",
     "plot_wall_time",
@@ -48,10 +50,21 @@ def _cell_text(cell: dict[str, Any]) -> str:
             f"seed {cell.get('seed')} rate {cell.get('discovery_rate')}")
 
 
+def _grid_heading(results_dir: Path) -> str:
+    """"<folder> (experiment <name>)": the grid a leaderboard ranks, from the folder's grid.json."""
+    try:
+        experiment = json.loads((results_dir / "grid.json").read_text(encoding="utf-8"))["grid"]["experiment"]
+    except (OSError, ValueError, KeyError, TypeError):
+        experiment = "unknown"
+    return f"{results_dir.resolve().name} (experiment {experiment})"
+
+
 def build_report(
-    records: list[dict[str, Any]], out_dir: str | Path, title: str = "rem-unlearn benchmark"
+    records: list[dict[str, Any]], out_dir: str | Path, title: str = "rem-unlearn benchmark",
+    results_dir: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Write the full report into ``out_dir``; returns ``{file stem: path}`` of what was written."""
+    """Write the full report into ``out_dir`` (``results_dir``: the folder the records and grid.json come
+    from, default ``out_dir``); returns ``{file stem: path}`` of what was written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": write_csv(records_to_rows(records), out / "results.csv")}
@@ -81,6 +94,11 @@ def build_report(
     md += [f"- {(r.get('cell') or {}).get('method')}: {_cell_text(r.get('cell') or {})}" for r in failed]
     paths["summary"] = out / "summary.md"
     atomic_write_text(paths["summary"], "\n".join(md) + "\n")
+    paths["leaderboard"] = out / "leaderboard.md"
+    heading = _grid_heading(Path(results_dir or out))
+    atomic_write_text(paths["leaderboard"], f"# {title}: leaderboard\n\nMethods ranked by mean score over the grid's "
+                      "cells (mean ± SEM); each row names the command, package version and commit of its records."
+                      "\n\n" + leaderboard(records, heading))
     paths["cells"] = out / "cells.md"
     atomic_write_text(paths["cells"], f"# {title}: every cell\n\n" + cell_table(records))
 

@@ -90,7 +90,7 @@ def write_index(
     tables_md: Mapping[str, str],
     title: str,
     csv_name: str = "results.csv",
-    extra_links: Sequence[str] = ("summary.md",),
+    extra_links: Sequence[str] = ("summary.md", "leaderboard.md"),
 ) -> Path:
     """Write ``out_dir/index.html``: tables (heading → markdown) first, then figures, plus links."""
     out_dir = Path(out_dir)

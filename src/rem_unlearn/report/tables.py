@@ -271,3 +271,45 @@ def cell_table(records: Iterable[Mapping[str, Any]], rates: Sequence[float] | No
         lines.append("| " + " | ".join([method_label(key[0]), key[1], key[2], f"{key[3]:g}", *cells,
                                          str(len(recs))]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _distinct(values: Iterable[Any], missing: str) -> str:
+    """The distinct values, in first-seen order, joined; ``missing`` where a record lacks one."""
+    seen = dict.fromkeys(str(v) if v else missing for v in values)
+    return "; ".join(seen)
+
+
+def _short_commit(commit: Any) -> Any:
+    """The first 12 hex digits and the ``-dirty`` flag: enough to find the commit, short enough for a table."""
+    if not isinstance(commit, str) or len(commit) < 40:
+        return commit
+    return commit[:12] + commit[40:]
+
+
+def leaderboard(records: Iterable[Mapping[str, Any]], heading: str) -> str:
+    """One ranked table of a grid: per (method, variant) mean ± SEM of score, healed, utility and wall time,
+    the number of cells, and the command, package version and commit that produced them.
+
+    Records written before records carried ``command``/``commit`` say "not recorded".
+    """
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if is_ok(rec):
+            groups[(rec["cell"].get("method"), rec["cell"].get("variant"))].append(rec)
+    rows = []
+    for (method, variant), recs in groups.items():
+        stats = {m: mean_sem([v for r in recs if (v := metric_value(r, m)) is not None]) for m in SUMMARY_METRICS}
+        rows.append((method, variant, stats, recs))
+    rows.sort(key=lambda row: -math.inf if math.isnan(row[2]["score"][0]) else row[2]["score"][0], reverse=True)
+    lines = [f"## {heading}", "",
+             "| Rank | Method | Variant | Score | Healed | Utility | Wall time (s) | n | Command | Version | Commit |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+    for rank, (method, variant, stats, recs) in enumerate(rows, 1):
+        command = _distinct((r.get("command") for r in recs), "not recorded")
+        version = _distinct(((r.get("versions") or {}).get("rem_unlearn") for r in recs), "not recorded")
+        commit = _distinct((_short_commit(r.get("commit")) for r in recs), "not recorded")
+        cells = [str(rank), method_label(method), str(variant), *(_fmt(stats[m]) for m in
+                                                                   ("score", "healed", "utility", "wall_time")),
+                 str(len(recs)), f"`{command}`", version, f"`{commit}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
