@@ -10,7 +10,7 @@ from typing import Any
 from ..files import atomic_write_text
 from .heatmaps import plot_heatmaps, plot_wall_time
 from .html import write_index
-from .records import load_records
+from .records import folder_grid, load_records
 from .tables import (
     catastrophic_cells,
     cell_table,
@@ -52,10 +52,8 @@ def _cell_text(cell: dict[str, Any]) -> str:
 
 def _grid_heading(results_dir: Path) -> str:
     """"<folder> (experiment <name>)": the grid a leaderboard ranks, from the folder's grid.json."""
-    try:
-        experiment = json.loads((results_dir / "grid.json").read_text(encoding="utf-8"))["grid"]["experiment"]
-    except (OSError, ValueError, KeyError, TypeError):
-        experiment = "unknown"
+    saved = folder_grid(results_dir) or {}
+    experiment = (saved.get("grid") or {}).get("experiment", "unknown")
     return f"{results_dir.resolve().name} (experiment {experiment})"
 
 
