@@ -15,7 +15,7 @@ from rem_unlearn.config import OptimConfig, RuntimeConfig, TrainConfig, from_dic
 from rem_unlearn.data.base import ImageDataset
 from rem_unlearn.methods import Method, UnlearnConfig, get_method, method_names, register_method
 from rem_unlearn.methods.common import dampen, importance_ratio, layers_in_forward_order, percentile
-from rem_unlearn.methods.potion import potion_percentile
+from rem_unlearn.methods.common import ptn_percentile as potion_percentile
 from rem_unlearn.models.gates import partition
 from rem_unlearn.models.resnet9 import ResNet9
 from rem_unlearn.training import Runtime, Trainer
@@ -136,11 +136,11 @@ def test_retrain_with_recipe(model, toy, forget_ids, monkeypatch):
 # ----------------------------------------------------------------------------- dampening (SSD, Potion)
 
 
-@pytest.mark.parametrize("name", ["ssd", "potion"])
-def test_dampening_touches_only_selected_entries(name, model, toy, forget_ids):
+@pytest.mark.parametrize("name, kw", [("ssd", {}), ("ssd", {"alpha": 10.0}), ("potion", {})])
+def test_dampening_touches_only_selected_entries(name, kw, model, toy, forget_ids):
     before = clone_state(model)
-    res = run(model, toy, forget_ids, name)
-    selected = [h for h in res.history if h["event"] in ("dampened", "potion")][-1]["selected"]
+    res = run(model, toy, forget_ids, name, **kw)
+    selected = [h for h in res.history if h["event"] in ("dampened", "potion", "ssd")][-1]["selected"]
     changed = params_changed(before, res.model)
     n_changed = sum(int(c.sum()) for c in changed.values())
     assert 0 < n_changed <= selected

@@ -269,3 +269,16 @@ def test_fresh_capacity_reinitialises_only_what_drop_mode_never_uses():
     for name, p in model.named_parameters():
         assert torch.equal(p[~masks[name]], before[name][~masks[name]])
     assert any(not torch.equal(p[masks[n]], before[n][masks[n]]) for n, p in model.named_parameters())
+
+
+def test_redirect_known_trains_the_capacity_alone():
+    """redirect_known fits D_f through the shared mask with a gradient for theta_o2's own entries only."""
+    from rem_unlearn.models import redirection_masks
+
+    model, ref, x, y, ids, routed, rt = _pair(train=True)
+    masks = redirection_masks(model)
+    loss = REM(REMConfig(redirect_known=True)).redirect_known_loss(model, (x, y, ids), routed, masks, rt)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is None or not g[~masks[n]].any() for n, g in grads.items())  # theta_o1 untouched
+    assert sum(int((g[masks[n]] != 0).sum()) for n, g in grads.items() if g is not None) > 0

@@ -208,6 +208,45 @@ def dampen(model: nn.Module, imp_f: dict[str, torch.Tensor], imp_r: dict[str, to
     return selected
 
 
+def ptn_percentile(f: float) -> float:
+    """The PTN search's selection percentile for forget fraction f: 100 - ln(1 + 100 f), clipped to [0, 100]."""
+    return min(100.0, max(0.0, 100.0 - math.log1p(100.0 * f)))
+
+
+def neutralisation_search(ctx: UnlearnContext, model: nn.Module, imp_f: dict[str, torch.Tensor],
+                          imp_r: dict[str, torch.Tensor], *, lam: float, p_cut: float, step_mult: float,
+                          max_tries: int, event: str) -> nn.Module:
+    """The test-free search for the dampening threshold (Potion's PTN search, Schoepf et al. 2024).
+
+    With f = |D_f| / |D_tr|, alpha is the (100 - ln(1 + 100 f))-th percentile of imp_f / imp_r over the
+    entries the drop-mode model uses; entries above it are dampened (:func:`dampen`).  A try is accepted
+    once the D_f accuracy is <= ``p_cut`` x the original's or <= gamma; otherwise the weights are restored,
+    f grows by ``step_mult`` (a lower percentile: more entries) and it tries again, at most ``max_tries``
+    times.  When no try is accepted the last one is returned.  Only D_f and D_r are used, never test data.
+    """
+    active = active_entries(model)
+    ratios = torch.cat([importance_ratio(imp_f[n], imp_r[n])[active[n]] for n in imp_f])
+    original = {n: p.detach().clone() for n, p in model.named_parameters()}
+    start_acc = ctx.forget_accuracy(model)
+    f = len(ctx.forget_rows) / len(ctx.train)
+    for attempt in range(1, max_tries + 1):
+        if attempt > 1:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(original[n])
+        q = ptn_percentile(f)
+        alpha = percentile(ratios, q)
+        selected = dampen(model, imp_f, imp_r, alpha, lam, within=active)
+        acc = ctx.forget_accuracy(model)
+        accepted = acc <= p_cut * start_acc or acc <= ctx.config.gamma
+        ctx.log(event=event, attempt=attempt, f=f, percentile=q, alpha=alpha, forget_accuracy=acc,
+                selected=sum(int(s.sum()) for s in selected.values()), accepted=accepted)
+        if accepted:
+            break
+        f *= step_mult
+    return model
+
+
 # ----------------------------------------------------------------------------- layers (CF-k / EU-k)
 
 WEIGHTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

@@ -50,9 +50,7 @@ class REMConfig(UnlearnConfig):
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
-    redirect_every_step: bool = False  # 3.1 on the same D_f mini-batch, through the shared mask, every step
-    redirect_loss: str = "dpo"  # the loss of that term: "dpo" (as 3.1) or "ce" (plain cross-entropy)
-    redirect_capacity_only: bool = False  # that term trains theta_o2 alone (theta_o1 enters it frozen)
+    redirect_known: bool = False  # every step, fit that D_f mini-batch through the shared mask, theta_o2 only
 
     def validate(self) -> None:
         super().validate()
@@ -60,8 +58,6 @@ class REMConfig(UnlearnConfig):
             raise ConfigError(f"removal={self.removal!r}; choose npo or ga")
         if not 0.0 < self.p_mem <= 1.0 or self.beta <= 0 or self.num_shared_masks < 1:
             raise ConfigError("p_mem must be in (0, 1], beta > 0, num_shared_masks >= 1")
-        if self.redirect_loss not in ("dpo", "ce"):
-            raise ConfigError(f"redirect_loss={self.redirect_loss!r}; choose dpo or ce")
         if self.removal_batch_size < 1 or (self.patience is not None and self.patience < 1):
             raise ConfigError("removal_batch_size must be >= 1 and patience >= 1 (or none)")
 
@@ -126,7 +122,7 @@ class REM(Method):
         round_steps = cfg.round_steps or ctx.steps_per_epoch
         batches = ctx.batches(ctx.all_rows)
         removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size)
-        capacity = redirection_masks(model) if cfg.redirect_capacity_only else None
+        capacity = redirection_masks(model) if cfg.redirect_known else None
         stale = 0
         for rnd in range(1, -(-ctx.budget // round_steps) + 1):
             flush_steps = self.flush(ctx, model, reference, trainer) if cfg.flush else 0
@@ -136,14 +132,13 @@ class REM(Method):
             with kept_statistics(model) if cfg.drop_mode_batchnorm else contextlib.nullcontext():
                 for _ in range(min(round_steps, ctx.budget - trainer.steps)):
                     x, y, ids = next(batches)
-                    every_step = (cfg.repair_removal and cfg.removal_every_step) or cfg.redirect_every_step
-                    known = next(removal_batches) if every_step else None
-                    joint = known if cfg.redirect_every_step and capacity is None else None
-                    loss = self.repair_loss(model, reference, x, y, ids, routed, rt, joint)
-                    if cfg.repair_removal and cfg.removal_every_step:
-                        loss = loss + self.removal_step_loss(model, reference, known[0], known[1], rt)
-                    if cfg.redirect_every_step and capacity is not None:
-                        loss = loss + self.capacity_redirect_loss(model, reference, known, routed, capacity, rt)
+                    loss = self.repair_loss(model, reference, x, y, ids, routed, rt)
+                    if (cfg.repair_removal and cfg.removal_every_step) or capacity is not None:
+                        known = next(removal_batches)
+                        if cfg.repair_removal and cfg.removal_every_step:
+                            loss = loss + self.removal_step_loss(model, reference, known[0], known[1], rt)
+                        if capacity is not None:
+                            loss = loss + self.redirect_known_loss(model, known, routed, capacity, rt)
                     trainer.step(loss)
             if cfg.drop_mode_batchnorm:
                 recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, seed=cfg.seed)
@@ -185,40 +180,31 @@ class REM(Method):
                 ce_ref = per_sample_ce(reference(x), y)
             return self.removal_loss(per_sample_ce(model(x), y), ce_ref).mean()
 
-    def capacity_redirect_loss(self, model, reference, known, routed, capacity, rt) -> torch.Tensor:
-        """The redirect term on a D_f mini-batch through the shared mask, with a gradient for theta_o2 only:
-        theta_o1 enters it detached, so fitting D_f there can only be learned by the added capacity."""
+    def redirect_known_loss(self, model, known, routed, capacity, rt) -> torch.Tensor:
+        """Cross-entropy of a D_f mini-batch through the shared mask, with a gradient for theta_o2 only.
+
+        theta_o1 enters detached, so the corrupted labels can only be fitted by the added capacity; this
+        keeps the redirection alive where the DPO-style fit has no gradient left on flushed samples
+        (2 sigma(-(CE - CE_ref)) is about 0 once the flush made D_f far worse than the reference).
+        BatchNorm normalises with the batch (its running statistics are kept, as in the repair).
+        """
         x, y, ids = known
         params = {n: torch.where(capacity[n], p, p.detach()) if bool(capacity[n].any()) else p.detach()
                   for n, p in model.named_parameters()}
-        frozen = frozen_batchnorm(model) if self.cfg.drop_mode_batchnorm else contextlib.nullcontext()
-        with rt.autocast(), frozen, partition(model, "shared", ids=ids, shared_ids=routed):
-            ce = per_sample_ce(functional_call(model, params, (x,)), y)
-        if self.cfg.redirect_loss == "ce":
-            return ce.mean()
-        with torch.no_grad(), rt.autocast(), partition(reference, "shared", ids=ids, shared_ids=routed):
-            ce_ref = per_sample_ce(reference(x), y)
-        return dpo_fit(ce, ce_ref, self.cfg.beta).mean()
+        with rt.autocast(), partition(model, "shared", ids=ids, shared_ids=routed):
+            return per_sample_ce(functional_call(model, params, (x,)), y).mean()
 
-    def repair_loss(self, model, reference, x, y, ids, routed, rt, known=None) -> torch.Tensor:
+    def repair_loss(self, model, reference, x, y, ids, routed, rt) -> torch.Tensor:
         """Step 3 batch loss: the redirect term on every row, plus (official scheme) the removal term on
-        the routed rows of the batch, from a drop-mode pass over the whole batch, averaged over the batch.
-
-        ``known``: a D_f mini-batch (x, y, ids) that also goes through the shared mask, in the same forward
-        pass as the batch (so BN sees a mixed batch), with its own mean redirect loss (weight 1).
-        """
+        the routed rows of the batch, from a drop-mode pass over the whole batch, averaged over the batch."""
         cfg = self.cfg
         in_forget = torch.isin(ids, routed)
         fit_mode = "shared" if cfg.redirect else "drop"
-        n = len(y)
         with rt.autocast():
             with torch.no_grad(), partition(reference, fit_mode, ids=ids, shared_ids=routed):
                 ce_ref = per_sample_ce(reference(x), y)
-            xa, ya, ida = (x, y, ids) if known is None else (torch.cat([x, known[0]]), torch.cat([y, known[1]]),
-                                                             torch.cat([ids, known[2]]))
-            with partition(model, fit_mode, ids=ida, shared_ids=routed):
-                ce_all = per_sample_ce(model(xa), ya)
-            ce = ce_all[:n]
+            with partition(model, fit_mode, ids=ids, shared_ids=routed):
+                ce = per_sample_ce(model(x), y)
             fit = dpo_fit(ce, ce_ref, cfg.beta)
             if not cfg.redirect:
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
@@ -229,16 +215,7 @@ class REM(Method):
                     ce_ref_all = per_sample_ce(reference(x), y)  # drop mode: theta_o1 of the trained model
                 removal = self.removal_loss(per_sample_ce(model(x), y), ce_ref_all)
                 total = total + (removal * in_forget).sum()
-            total = total / n
-            if known is not None:
-                ce_known = ce_all[n:]
-                if cfg.redirect_loss == "dpo":
-                    with torch.no_grad(), partition(reference, fit_mode, ids=known[2], shared_ids=routed):
-                        ce_known_ref = per_sample_ce(reference(known[0]), known[1])
-                    total = total + dpo_fit(ce_known, ce_known_ref, cfg.beta).mean()
-                else:
-                    total = total + ce_known.mean()
-        return total
+        return total / len(y)
 
 
 @dataclass

@@ -6,6 +6,11 @@ non-augmented images), once on D_f and once on the reference set (all of D_tr
 as in the paper, or D_r).  Entries with imp_f > alpha x imp_ref are multiplied
 by min(1, lambda x imp_ref / imp_f); all other entries are left untouched.
 No gradient training.  Not in the REM paper's run script (spec 5).
+
+The SSD paper sets alpha per task (10 for its CIFAR privacy settings).  With
+``alpha=None`` (the default) alpha comes from the published test-free rule
+for it, the PTN search of Potion (Schoepf et al. 2024; shared with
+:mod:`.potion`): the smallest selection that brings the D_f accuracy down.
 """
 
 from __future__ import annotations
@@ -16,22 +21,27 @@ from torch import nn
 
 from ..config import ConfigError
 from .base import Method, UnlearnConfig, UnlearnContext
-from .common import active_entries, ce_objective, dampen, importances
+from .common import active_entries, ce_objective, dampen, importances, neutralisation_search
 from .registry import register_method
 
 
 @dataclass
 class SSDConfig(UnlearnConfig):
-    alpha: float = 10.0  # selection weighting
+    alpha: float | None = None  # selection weighting; None: the PTN search picks it per task, test-free
     lam: float = 1.0  # dampening constant lambda
     reference: str = "train"  # importances of the reference set: "train" (D_tr, the paper) or "retain" (D_r)
+    p_cut: float = 0.2  # PTN search: accept when forget accuracy <= p_cut x the original's
+    step_mult: float = 1.1
+    max_tries: int = 50
 
     def validate(self) -> None:
         super().validate()
         if self.reference not in ("train", "retain"):
             raise ConfigError(f"reference={self.reference!r}; choose train or retain")
-        if self.alpha <= 0 or self.lam <= 0:
+        if (self.alpha is not None and self.alpha <= 0) or self.lam <= 0:
             raise ConfigError("alpha and lam must be positive")
+        if self.step_mult <= 1.0 or self.max_tries < 1 or not 0.0 <= self.p_cut <= 1.0:
+            raise ConfigError("need step_mult > 1, max_tries >= 1, p_cut in [0, 1]")
 
 
 @register_method("ssd")
@@ -46,6 +56,9 @@ class SSD(Method):
         imp_f = importances(ctx, model, ctx.forget_rows, ce_objective, reduce="square")
         ref_rows = ctx.all_rows if cfg.reference == "train" else ctx.retain_rows
         imp_r = importances(ctx, model, ref_rows, ce_objective, reduce="square")
+        if cfg.alpha is None:
+            return neutralisation_search(ctx, model, imp_f, imp_r, lam=cfg.lam, p_cut=cfg.p_cut,
+                                         step_mult=cfg.step_mult, max_tries=cfg.max_tries, event="ssd")
         selected = dampen(model, imp_f, imp_r, cfg.alpha, cfg.lam, within=active_entries(model))
         n = sum(int(s.sum()) for s in selected.values())
         ctx.log(event="dampened", selected=n, alpha=cfg.alpha, lam=cfg.lam)
