@@ -396,14 +396,15 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     else:
         layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
         big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed,
-                     example_input=x if hf else None)
+                     example_input=x, how=args.expand_how)
         report = big.expansion_report
         _print_expansion(report, prefix)
     before = known_data_accuracy(runtime.prepare(big), batcher, rows)
     source = str(args.hf_model or args.model)
     params = {"command": "unlearn", "model": source, "train_data": str(args.train_data), "method": args.method,
               "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows),
-              "expand": {"width": args.expand_width, "p_mem": args.p_mem, "seed": args.seed}}
+              "expand": {"how": args.expand_how, "width": args.expand_width, "p_mem": args.p_mem,
+                         "seed": args.seed}}
     with tracked(args.log, log_dir, f"unlearn_{args.method}_{Path(source.rpartition(':')[0] or source).name}",
                  params, batcher, rows) as observer:
         result = unlearn(big, train, forget, args.method, runtime=runtime, on_epoch=observer, **overrides)
@@ -523,10 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default: the .npz's, else the training set's own)")
     g.add_argument("--std", help="per-channel std, as --mean")
     g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
-    g.add_argument("--expand-layers", help="comma-separated layer names to expand "
-                                           "(default: every Conv2d and Linear but the classifier)")
-    g.add_argument("--expand-width", type=float, default=0.5, help="added units per layer, as a fraction of "
-                                                                   "its outputs (default: %(default)s)")
+    g.add_argument("--expand-layers", help="comma-separated layer names to expand (widen: the layers whose output "
+                                           "group gets units; default: every group the tracer can widen, else "
+                                           "every Conv2d and Linear but the classifier)")
+    g.add_argument("--expand-how", choices=("auto", "widen", "branch"), default="auto",
+                   help="widen: add real units to the traced model's channel groups; branch: a masked branch "
+                        "beside each layer; auto (default): widen where the model traces, else branches")
+    g.add_argument("--expand-width", type=float, default=0.5, help="added units per channel group (or "
+                                                                   "layer), as a fraction of its units "
+                                                                   "(default: %(default)s)")
     g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     add_log_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
