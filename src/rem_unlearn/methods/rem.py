@@ -254,6 +254,9 @@ class REMNoRepairRemoval(REM):
 @dataclass
 class REMGAConfig(REMConfig):
     removal: str = "ga"
+    # Gradient ascent is unbounded: at weight 1 on every step it diverges within a few steps (NaN on the
+    # smoke grid), so this ablation keeps the in-batch removal term of the official scheme.
+    removal_every_step: bool = False
 
 
 @register_method("rem-ga")
