@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from .data.augment import max_normalized_value, normalize, stamp_trigger
 from .data.base import ImageDataset
 from .errors import UserError
 from .models.gates import gates, partition
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y, ids) -> scalar loss
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -171,6 +174,30 @@ class Trainer:
         return value
 
 
+def run_epoch(trainer: Trainer, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], loss_fn: LossFn,
+              *, max_steps: int | None = None, count: bool = True, autocast: bool = True) -> tuple[float, int]:
+    """The one training loop: per batch, the loss (under autocast) and one optimiser step.
+
+    It stops when the batches end or once the trainer has made ``max_steps``
+    counted steps; ``count=False`` makes steps outside the budget (REM's flush).
+    ``autocast=False`` leaves mixed precision to a loss made of several passes
+    (REM): one autocast region around all of them would share the bf16 weight
+    copies and add their gradients in bf16.  Pre-training, every epoch-based
+    method and REM all step through it.  Returns the mean loss per row (NaN
+    without a step) and the number of steps.
+    """
+    loss_sum, rows, steps = 0.0, 0, 0
+    for x, y, ids in batches:
+        if max_steps is not None and trainer.steps >= max_steps:
+            break
+        with trainer.runtime.autocast() if autocast else contextlib.nullcontext():
+            loss = loss_fn(x, y, ids)
+        loss_sum += trainer.step(loss, count=count) * len(y)
+        rows += len(y)
+        steps += 1
+    return (loss_sum / rows if rows else math.nan), steps
+
+
 def progress(iterable, total: int | None, desc: str, runtime: Runtime):
     return tqdm(iterable, total=total, desc=desc, leave=False, disable=not runtime.progress or quiet(),
                 dynamic_ncols=True)
@@ -194,18 +221,15 @@ def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime
     history = []
     model.train()
     bar = progress(range(cfg.epochs), cfg.epochs, desc, runtime)
+    def loss_fn(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        with maybe_partition(model, "own", ids, None):
+            return F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+
     for epoch in bar:
-        loss_sum, count = 0.0, 0
-        for x, y, ids in batcher.epoch(rows, cfg.optim.batch_size):
-            if trainer.steps >= total:
-                break
-            with runtime.autocast(), maybe_partition(model, "own", ids, None):
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-            loss_sum += trainer.step(loss) * len(y)
-            count += len(y)
-        if count:
-            history.append({"epoch": epoch + 1, "loss": loss_sum / count})
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}")
+        loss, steps = run_epoch(trainer, batcher.epoch(rows, cfg.optim.batch_size), loss_fn, max_steps=total)
+        if steps:
+            history.append({"epoch": epoch + 1, "loss": loss})
+            bar.set_postfix(loss=f"{loss:.3f}")
         if trainer.steps >= total:
             break
     model.eval()

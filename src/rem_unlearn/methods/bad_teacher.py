@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import distill_kl, finish, frozen_copy, naive_optim, start_selection, train_epochs
+from .base import UnlearnConfig, UnlearnContext
+from .common import distill_kl, frozen_copy, naive_optim
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -32,23 +33,19 @@ class BadTeacherConfig(UnlearnConfig):
 
 
 @register_method("bad-teacher")
-class BadTeacher(Method):
+class BadTeacher(EpochMethod[BadTeacherConfig]):
     Config = BadTeacherConfig
     summary = "Distil D_f from a random teacher and the rest from the original (Chundawat et al. 2023)."
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: BadTeacherConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
-        good = frozen_copy(model)
-        bad = frozen_copy(ctx.fresh_model())
-        forget_ids = ctx.forget_ids.to(ctx.runtime.device)
-        selector = start_selection(ctx, model)
-        trainer = ctx.trainer(what="bad teacher")
+    def rows(self, ctx: UnlearnContext) -> torch.Tensor:
+        return ctx.all_rows
 
-        def loss(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                target = torch.where(torch.isin(ids, forget_ids)[:, None], bad(x), good(x))
-            return distill_kl(model(x), target, cfg.temperature)
+    def prepare(self, ctx: UnlearnContext, model: nn.Module) -> None:
+        self.good = frozen_copy(model)
+        self.bad = frozen_copy(ctx.fresh_model())
+        self.forget_ids = ctx.forget_ids.to(ctx.runtime.device)
 
-        train_epochs(ctx, model, ctx.all_rows, loss, trainer, selector=selector)
-        return finish(ctx, selector, model)
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = torch.where(torch.isin(ids, self.forget_ids)[:, None], self.bad(x), self.good(x))
+        return distill_kl(model(x), target, self.config.temperature)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, ClassVar, Generic, Iterator, TypeVar, cast
 
 import torch
 from torch import nn
@@ -159,16 +159,22 @@ class ProxySelector:
         return self.best_model if self.ctx.config.select_best else model
 
 
-class Method:
-    """Base class: subclasses set ``name``, ``Config`` and implement :meth:`run`."""
+C = TypeVar("C", bound=UnlearnConfig)
+
+
+class Method(Generic[C]):
+    """Base class: subclasses set ``name``, ``Config`` and implement :meth:`run`.
+
+    ``Method[MyConfig]`` types ``self.config`` as ``MyConfig``.
+    """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[UnlearnConfig]] = UnlearnConfig
     summary: ClassVar[str] = ""
     gradient_based: ClassVar[bool] = True
 
-    def __init__(self, config: UnlearnConfig | None = None):
-        self.config = config or self.Config()
+    def __init__(self, config: C | None = None):
+        self.config: C = config if config is not None else cast(C, self.Config())
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
         raise NotImplementedError

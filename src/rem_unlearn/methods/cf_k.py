@@ -12,13 +12,18 @@ parameters outside such modules (e.g. a ViT's class token) are frozen unless
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import OptimConfig
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import NORM_LAYERS, ce_loss, finish, last_layers, naive_optim, start_selection, train_epochs
+from ..training import Trainer
+from .base import UnlearnConfig, UnlearnContext
+from .common import NORM_LAYERS, last_layers, naive_optim, reinitialise
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -28,39 +33,45 @@ class CFkConfig(UnlearnConfig):
 
 
 @register_method("cf-k")
-class CatastrophicForgettingK(Method):
+class CatastrophicForgettingK(EpochMethod[CFkConfig]):
     Config = CFkConfig
     summary = "Fine-tune only the last k layers on D_r (Goel et al. 2024)."
-    reinit = False  # EU-k re-initialises the layers first
+    reinit: ClassVar[bool] = False  # EU-k re-initialises the layers first
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: CFkConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
+    def prepare(self, ctx: UnlearnContext, model: nn.Module) -> None:
+        """Choose the layers, (EU-k) re-initialise them, and let only their parameters train.
+
+        The selection's bar is the model training starts from (for EU-k: the re-initialised one).
+        """
+        k = self.config.k
         modules = dict(model.named_modules())
-        if cfg.k <= 0:
-            names = [n for n, m in modules.items() if any(True for _ in m.parameters(recurse=False))]
-            params = list(model.parameters())
+        if k <= 0:
+            self.names = [n for n, m in modules.items() if any(True for _ in m.parameters(recurse=False))]
+            self.params = list(model.parameters())
         else:
-            names = last_layers(ctx, model, cfg.k)
-            params = [p for n in names for p in modules[n].parameters(recurse=False)]
-        ctx.log(event="layers", k=cfg.k, modules=names)
+            self.names = last_layers(ctx, model, k)
+            self.params = [p for n in self.names for p in modules[n].parameters(recurse=False)]
+        ctx.log(event="layers", k=k, modules=self.names)
         if self.reinit:
-            self.prepare(ctx, model, names)
-        # The bar is the model training starts from (for EU-k: the re-initialised one).
-        selector = start_selection(ctx, model)
-        trainable = {id(p) for p in params}
-        frozen = [m for n, m in modules.items() if isinstance(m, NORM_LAYERS) and n not in names]
-        saved = {p: p.requires_grad for p in model.parameters()}
+            reinitialise(ctx, model, self.names)
+            ctx.log(event="reinitialised", modules=self.names)
+        trainable = {id(p) for p in self.params}
+        self.saved = {p: p.requires_grad for p in model.parameters()}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
+
+    def trainer(self, ctx: UnlearnContext, model: nn.Module) -> Trainer:
+        return ctx.trainer(params=self.params, what=self.name)
+
+    def frozen(self, model: nn.Module) -> list[nn.Module]:
+        return [m for n, m in model.named_modules() if isinstance(m, NORM_LAYERS) and n not in self.names]
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x).float(), y)
+
+    def run(self, ctx: UnlearnContext) -> nn.Module:
         try:
-            trainer = ctx.trainer(params=params, what=self.name)
-            train_epochs(ctx, model, ctx.retain_rows, ce_loss(model), trainer, selector=selector, frozen=frozen)
-        finally:
-            for p, flag in saved.items():
+            return super().run(ctx)
+        finally:  # the returned model trains like any other
+            for p, flag in getattr(self, "saved", {}).items():
                 p.requires_grad_(flag)
-        return finish(ctx, selector, model)
-
-    def prepare(self, ctx: UnlearnContext, model: nn.Module, names: list[str]) -> None:
-        """Hook for subclasses run on the chosen layers before training."""
-

@@ -1,9 +1,10 @@
-"""Pieces the baselines share: the epoch loop, distillation, importances, dampening, layer lookup.
+"""Pieces the methods share: selection start and finish, frozen copies, distillation, importances,
+dampening and its test-free search, layer lookup.
 
-Every gradient baseline runs :func:`train_epochs` (epochs over a set of rows,
-one loss function, at most the step budget, optional stop once the forget set
-is forgotten, proxy selection after each epoch).  The SSD family shares
-:func:`importances` and :func:`dampen`; CF-k and EU-k share :func:`last_layers`.
+The epoch loop of the gradient baselines is their template (:mod:`.template`);
+REM uses :func:`start_selection`, :func:`finish` and :func:`frozen_copy` too.
+The SSD family shares :func:`importances`, :func:`dampen` and
+:func:`neutralisation_search`; CF-k and EU-k share :func:`last_layers`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import replace
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -19,9 +20,6 @@ from torch.nn import functional as F
 
 from ..config import OptimConfig
 from .base import ProxySelector, UnlearnContext, unlearn_optim
-
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y, ids) -> scalar loss
-
 
 def naive_optim() -> OptimConfig:
     """The benchmark's "Naive" training loop (spec 5): the unlearning SGD with 1 % warm-up and linear decay."""
@@ -33,63 +31,12 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
-def ce_loss(model: nn.Module) -> LossFn:
-    """Mean cross-entropy with the stored labels (drop mode)."""
-    return lambda x, y, ids: F.cross_entropy(model(x).float(), y)
-
-
 def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hinton distillation loss KL(p_teacher || p_student) at temperature T, times T^2, batch mean."""
     t = float(temperature)
     log_s = F.log_softmax(student.float() / t, dim=1)
     log_t = F.log_softmax(teacher.float() / t, dim=1)
     return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * (t * t)
-
-
-def set_train(model: nn.Module, frozen: Iterable[nn.Module] = ()) -> None:
-    """Train mode, except ``frozen`` modules (e.g. BatchNorms of frozen layers keep their statistics)."""
-    model.train()
-    for m in frozen:
-        m.eval()
-
-
-def train_epochs(ctx: UnlearnContext, model: nn.Module, rows: torch.Tensor, loss_fn: LossFn, trainer, *,
-                 selector: ProxySelector | None = None, max_steps: int | None = None,
-                 max_epochs: int | None = None, until_forgotten: bool = False,
-                 frozen: Iterable[nn.Module] = (), label: str = "epoch") -> int:
-    """Epochs of ``loss_fn`` over shuffled, augmented ``rows``; returns the number of epochs run.
-
-    Stops when the trainer has made ``max_steps`` (default: the budget) counted
-    steps, after ``max_epochs`` epochs, or -- with ``until_forgotten`` -- after
-    the first epoch that leaves the forget accuracy at or below gamma.  After
-    every epoch the selector (if any) considers the model, after the observer saw it.
-    """
-    max_steps = ctx.budget if max_steps is None else max_steps
-    frozen = list(frozen)
-    if len(rows) == 0:
-        return 0
-    epoch = 0
-    while trainer.steps < max_steps and (max_epochs is None or epoch < max_epochs):
-        epoch += 1
-        set_train(model, frozen)
-        for x, y, ids in ctx.batcher.epoch(rows, ctx.config.optim.batch_size):
-            if trainer.steps >= max_steps:
-                break
-            with ctx.runtime.autocast():
-                loss = loss_fn(x, y, ids)
-            trainer.step(loss)
-        ctx.log(event=label, epoch=epoch, steps=trainer.steps)
-        removing = None
-        if selector is not None:
-            ctx.observe(model, f"{label} {epoch}")
-            selector.consider(model, f"{label} {epoch}")
-            removing = selector.last_removing
-        if until_forgotten:
-            removing = ctx.forget_accuracy(model) if removing is None else removing
-            if removing <= ctx.config.gamma:
-                break
-    model.eval()
-    return epoch
 
 
 def start_selection(ctx: UnlearnContext, model: nn.Module) -> ProxySelector:

@@ -10,27 +10,11 @@ returned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from torch import nn
-
-from .base import UnlearnContext
-from .cf_k import CatastrophicForgettingK, CFkConfig
-from .common import reinitialise
+from .cf_k import CatastrophicForgettingK
 from .registry import register_method
-
-
-@dataclass
-class EUkConfig(CFkConfig):
-    pass
 
 
 @register_method("eu-k")
 class ExactUnlearningK(CatastrophicForgettingK):
-    Config = EUkConfig
     summary = "Re-initialise the last k layers and train them on D_r (Goel et al. 2024)."
     reinit = True
-
-    def prepare(self, ctx: UnlearnContext, model: nn.Module, names: list[str]) -> None:
-        reinitialise(ctx, model, names)
-        ctx.log(event="reinitialised", modules=names)

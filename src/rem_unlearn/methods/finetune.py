@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import OptimConfig
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import ce_loss, finish, naive_optim, start_selection, train_epochs
+from .base import UnlearnConfig
+from .common import naive_optim
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -23,13 +26,9 @@ class FinetuneConfig(UnlearnConfig):
 
 
 @register_method("finetune")
-class Finetune(Method):
+class Finetune(EpochMethod[FinetuneConfig]):
     Config = FinetuneConfig
     summary = "Fine-tune on D_r with cross-entropy (catastrophic forgetting)."
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        model = ctx.model
-        selector = start_selection(ctx, model)
-        trainer = ctx.trainer(what="finetune")
-        train_epochs(ctx, model, ctx.retain_rows, ce_loss(model), trainer, selector=selector)
-        return finish(ctx, selector, model)
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x).float(), y)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import finish, start_selection, train_epochs
+from .base import UnlearnConfig, UnlearnContext
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -32,15 +33,16 @@ class GAConfig(UnlearnConfig):
 
 
 @register_method("ga")
-class GradientAscent(Method):
+class GradientAscent(EpochMethod[GAConfig]):
     Config = GAConfig
     summary = "Gradient ascent on D_f until its accuracy <= gamma."
+    until_forgotten = True
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: GAConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
-        selector = start_selection(ctx, model)
-        trainer = ctx.trainer(what="gradient ascent")
-        train_epochs(ctx, model, ctx.forget_rows, lambda x, y, ids: -F.cross_entropy(model(x).float(), y), trainer,
-                     selector=selector, max_epochs=cfg.max_epochs, until_forgotten=True)
-        return finish(ctx, selector, model)
+    def rows(self, ctx: UnlearnContext) -> torch.Tensor:
+        return ctx.forget_rows
+
+    def max_rounds(self, ctx: UnlearnContext) -> int | None:
+        return self.config.max_epochs
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return -F.cross_entropy(model(x).float(), y)

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .base import Method, UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
-from .common import finish, frozen_copy, start_selection, train_epochs
+from .base import UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
+from .common import frozen_copy
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -35,23 +36,21 @@ class NPOConfig(UnlearnConfig):
 
 
 @register_method("npo")
-class NPO(Method):
+class NPO(EpochMethod[NPOConfig]):
     Config = NPOConfig
     summary = "NPO on D_f (frozen reference) until its accuracy <= gamma; REM without step 3."
+    until_forgotten = True
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: NPOConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
-        reference = frozen_copy(model)
-        selector = start_selection(ctx, model)
-        trainer = ctx.trainer(what="NPO")
-        max_epochs = cfg.max_epochs or max(1, round(ctx.budget / ctx.steps_per_epoch))
+    def rows(self, ctx: UnlearnContext) -> torch.Tensor:
+        return ctx.forget_rows
 
-        def loss(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                ce_ref = per_sample_ce(reference(x), y)
-            return npo_removal(per_sample_ce(model(x), y), ce_ref, cfg.beta).mean()
+    def max_rounds(self, ctx: UnlearnContext) -> int | None:
+        return self.config.max_epochs or max(1, round(ctx.budget / ctx.steps_per_epoch))
 
-        train_epochs(ctx, model, ctx.forget_rows, loss, trainer, selector=selector, max_epochs=max_epochs,
-                     until_forgotten=True)
-        return finish(ctx, selector, model)
+    def prepare(self, ctx: UnlearnContext, model: nn.Module) -> None:
+        self.reference = frozen_copy(model)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            ce_ref = per_sample_ce(self.reference(x), y)
+        return npo_removal(per_sample_ce(model(x), y), ce_ref, self.config.beta).mean()

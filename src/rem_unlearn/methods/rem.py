@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from torch.func import functional_call
 from ..config import ConfigError
 from ..models import redirection_masks
 from ..models.gates import partition, partition_state
-from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm
+from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm, run_epoch
 from .base import Method, UnlearnConfig, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
 from .common import finish, frozen_copy, start_selection
 from .registry import register_method
@@ -129,17 +130,19 @@ class REM(Method):
             model.train()
             # With drop_mode_batchnorm the running statistics describe drop mode only: masked passes
             # normalise with their batch's statistics but do not move them; they are re-estimated below.
+            def step_loss(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+                loss = self.repair_loss(model, reference, x, y, ids, routed, rt)
+                if (cfg.repair_removal and cfg.removal_every_step) or capacity is not None:
+                    known = next(removal_batches)
+                    if cfg.repair_removal and cfg.removal_every_step:
+                        loss = loss + self.removal_step_loss(model, reference, known[0], known[1], rt)
+                    if capacity is not None:
+                        loss = loss + self.redirect_known_loss(model, known, routed, capacity, rt)
+                return loss
+
             with kept_statistics(model) if cfg.drop_mode_batchnorm else contextlib.nullcontext():
-                for _ in range(min(round_steps, ctx.budget - trainer.steps)):
-                    x, y, ids = next(batches)
-                    loss = self.repair_loss(model, reference, x, y, ids, routed, rt)
-                    if (cfg.repair_removal and cfg.removal_every_step) or capacity is not None:
-                        known = next(removal_batches)
-                        if cfg.repair_removal and cfg.removal_every_step:
-                            loss = loss + self.removal_step_loss(model, reference, known[0], known[1], rt)
-                        if capacity is not None:
-                            loss = loss + self.redirect_known_loss(model, known, routed, capacity, rt)
-                    trainer.step(loss)
+                run_epoch(trainer, islice(batches, max(0, min(round_steps, ctx.budget - trainer.steps))), step_loss,
+                          autocast=False)  # each pass of the loss has its own autocast
             if cfg.drop_mode_batchnorm:
                 recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, seed=cfg.seed)
             ctx.log(event="round", round=rnd, steps=trainer.steps, flush_steps=flush_steps,
@@ -167,9 +170,9 @@ class REM(Method):
             if ctx.forget_accuracy(model) <= cfg.gamma:
                 break
             model.train()
-            for x, y, _ids in ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size):
-                trainer.step(self.removal_step_loss(model, reference, x, y, ctx.runtime), count=False)
-                steps += 1
+            steps += run_epoch(trainer, ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size),
+                               lambda x, y, ids: self.removal_step_loss(model, reference, x, y, ctx.runtime),
+                               count=False, autocast=False)[1]
         return steps
 
     def removal_step_loss(self, model, reference, x, y, rt) -> torch.Tensor:

@@ -28,9 +28,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import active_entries, ce_objective, finish, importances, naive_optim, start_selection, train_epochs
+from ..training import Trainer
+from .base import UnlearnConfig, UnlearnContext
+from .common import active_entries, ce_objective, importances, naive_optim
 from .registry import register_method
+from .template import EpochMethod
 
 
 @dataclass
@@ -78,23 +80,22 @@ def random_relabel(ctx: UnlearnContext, seed: int) -> tuple[torch.Tensor, torch.
 
 
 @register_method("salun")
-class SalUn(Method):
+class SalUn(EpochMethod[SalUnConfig]):
     Config = SalUnConfig
     summary = "Weight-saliency masked random labelling (Fan et al., ICLR 2024)."
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: SalUnConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
-        masks = saliency_masks(ctx, model, cfg.density)
-        forget_ids, new_labels = random_relabel(ctx, cfg.seed + 104729)
-        selector = start_selection(ctx, model)
+    def rows(self, ctx: UnlearnContext) -> torch.Tensor:
+        return ctx.all_rows
+
+    def prepare(self, ctx: UnlearnContext, model: nn.Module) -> None:
+        self.masks = saliency_masks(ctx, model, self.config.density)
+        self.forget_ids, self.new_labels = random_relabel(ctx, self.config.seed + 104729)
+
+    def trainer(self, ctx: UnlearnContext, model: nn.Module) -> Trainer:
         params = dict(model.named_parameters())
-        trainer = ctx.trainer(what="SalUn", grad_masks={params[n]: m for n, m in masks.items()})
+        return ctx.trainer(what="SalUn", grad_masks={params[n]: m for n, m in self.masks.items()})
 
-        def loss(x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            pos = torch.searchsorted(forget_ids, ids).clamp(max=len(forget_ids) - 1)
-            target = torch.where(forget_ids[pos] == ids, new_labels[pos], y)
-            return F.cross_entropy(model(x).float(), target)
-
-        train_epochs(ctx, model, ctx.all_rows, loss, trainer, selector=selector)
-        return finish(ctx, selector, model)
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        pos = torch.searchsorted(self.forget_ids, ids).clamp(max=len(self.forget_ids) - 1)
+        target = torch.where(self.forget_ids[pos] == ids, self.new_labels[pos], y)
+        return F.cross_entropy(model(x).float(), target)

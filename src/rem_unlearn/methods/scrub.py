@@ -21,9 +21,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
-from .base import Method, UnlearnConfig, UnlearnContext
-from .common import distill_kl, finish, frozen_copy, naive_optim, start_selection, train_epochs
+from ..training import Trainer
+from .base import UnlearnConfig, UnlearnContext
+from .common import distill_kl, frozen_copy, naive_optim
 from .registry import register_method
+from .template import EpochMethod, Plan
 
 
 @dataclass
@@ -43,35 +45,25 @@ class SCRUBConfig(UnlearnConfig):
 
 
 @register_method("scrub")
-class SCRUB(Method):
+class SCRUB(EpochMethod[SCRUBConfig]):
     Config = SCRUBConfig
     summary = "Alternate max epochs on D_f and min epochs on D_r against the original as teacher."
 
-    def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: SCRUBConfig = self.config  # type: ignore[assignment]
-        model = ctx.model
-        teacher = frozen_copy(model)
-        selector = start_selection(ctx, model)
-        trainer = ctx.trainer(what="SCRUB")
-        msteps = cfg.msteps if cfg.msteps is not None else int(round(cfg.max_fraction * ctx.budget))
+    def prepare(self, ctx: UnlearnContext, model: nn.Module) -> None:
+        cfg = self.config
+        self.teacher = frozen_copy(model)
+        self.msteps = cfg.msteps if cfg.msteps is not None else int(round(cfg.max_fraction * ctx.budget))
 
-        def objective(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            logits = model(x)
-            with torch.no_grad():
-                target = teacher(x)
-            return F.cross_entropy(logits.float(), y) + cfg.alpha * distill_kl(logits, target, cfg.temperature)
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The min objective, CE + alpha KL to the teacher; the max epochs minimise its negative."""
+        logits = model(x)
+        with torch.no_grad():
+            target = self.teacher(x)
+        return F.cross_entropy(logits.float(), y) + self.config.alpha * distill_kl(logits, target,
+                                                                                 self.config.temperature)
 
-        rnd = 0
-        while trainer.steps < ctx.budget:
-            rnd += 1
-            before = trainer.steps
-            if trainer.steps < msteps:
-                train_epochs(ctx, model, ctx.forget_rows, lambda x, y, ids: -objective(x, y), trainer,
-                             max_epochs=1, label="max")
-            train_epochs(ctx, model, ctx.retain_rows, lambda x, y, ids: objective(x, y), trainer,
-                         max_epochs=1, label="min")
-            ctx.observe(model, f"round {rnd}")
-            selector.consider(model, f"round {rnd}")
-            if trainer.steps == before:  # nothing left to train on
-                break
-        return finish(ctx, selector, model)
+    def plan(self, ctx: UnlearnContext, model: nn.Module, trainer: Trainer) -> Plan:
+        minimise = (ctx.retain_rows, lambda x, y, ids: self.loss(model, x, y, ids), "min")
+        if trainer.steps >= self.msteps:
+            return [minimise]
+        return [(ctx.forget_rows, lambda x, y, ids: -self.loss(model, x, y, ids), "max"), minimise]
