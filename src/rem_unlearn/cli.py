@@ -1,4 +1,4 @@
-"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, bench, report, methods.
+"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, discover, bench, report, methods.
 
 Every input and output path is checked before any work; outputs are written
 atomically and never over an input.  Exit status: 0 success; 1 an internal
@@ -57,6 +57,23 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="experiment preset the config and overrides apply to (default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
+
+
+def add_user_model_args(p: argparse.ArgumentParser):
+    """``--model``, ``--model-kwargs``, ``--train-data``, ``--mean``, ``--std``, ``--flip`` (unlearn, discover)."""
+    g = p.add_argument_group("your own model (instead of a preset's)")
+    g.add_argument("--model", metavar="MODULE:FACTORY",
+                   help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
+                        "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
+    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
+    g.add_argument("--train-data", metavar="PATH",
+                   help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
+                        "<class>/<image> (ids = positions in the sorted file list)")
+    g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
+                                  "(default: the .npz's, else the training set's own)")
+    g.add_argument("--std", help="per-channel std, as --mean")
+    g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    return g
 
 
 def checkpoint_config(meta: dict, path: str | Path) -> ExperimentConfig:
@@ -257,34 +274,30 @@ def _floats(text: str | None, what: str):
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
-def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
-    """``--model module:factory --checkpoint w --train-data d``: REM (or any method) on a user's classifier.
-
-    A model without partition gates is expanded first and the capacity is
-    discarded at the end, so the written state_dict has the user's own keys
-    and shapes and loads with their code.  The number of classes is the
-    model's number of outputs.
-    """
-    from dataclasses import replace
-
-    import torch
-
-    from .api import forget_rows, match_classes, unlearn
-    from .checkpoint import load_weights
-    from .config import RuntimeConfig
-    from .data.user import load_training_set, per_channel
-    from .metrics import known_data_accuracy
-    from .models import discard, expand, gates
-    from .models.factory import build_user_model
-    from .training import Batcher, Runtime
-
+def _check_user_model_args(args) -> None:
+    """``--model``, ``--checkpoint`` and ``--train-data`` are all given, and the files exist."""
     missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
                                     ("--train-data", args.train_data)) if not v]
     if missing:
         raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
     check_input(args.checkpoint, "--checkpoint")
     check_input(args.train_data, "--train-data", folder_ok=True)
-    out = check_model_output(args.out, inputs, args.force)
+
+
+def _load_user_model(args):
+    """``(runtime, train, model, forget, kwargs)`` of a user's ``--model``; the forget ids are validated
+    against the training set before the model is built."""
+    from dataclasses import replace
+
+    import torch
+
+    from .api import forget_rows, match_classes
+    from .checkpoint import load_weights
+    from .config import RuntimeConfig
+    from .data.user import load_training_set, per_channel
+    from .models.factory import build_user_model
+    from .training import Batcher, Runtime
+
     forget = read_ids(args.forget_ids)
     try:
         kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
@@ -301,10 +314,29 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
             raise ConfigError("give both --mean and --std, or neither")
         train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
                         std=per_channel(std, train.channels, "std", "--std"))
-    rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
+    forget_rows(train, forget)  # validated before any work; nothing is written on error
     model = runtime.prepare(load_weights(build_user_model(args.model, kwargs), args.checkpoint))
     x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
-    train = match_classes(model, x, train)
+    return runtime, match_classes(model, x, train), model, forget, kwargs
+
+
+def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
+    """``--model module:factory --checkpoint w --train-data d``: REM (or any method) on a user's classifier.
+
+    A model without partition gates is expanded first and the capacity is
+    discarded at the end, so the written state_dict has the user's own keys
+    and shapes and loads with their code.  The number of classes is the
+    model's number of outputs.
+    """
+    from .api import forget_rows, unlearn
+    from .metrics import known_data_accuracy
+    from .models import discard, expand, gates
+    from .training import Batcher
+
+    _check_user_model_args(args)
+    out = check_model_output(args.out, inputs, args.force)
+    runtime, train, model, forget, kwargs = _load_user_model(args)
+    rows = forget_rows(train, forget)
     batcher = Batcher(train, runtime)
     if gates(model):
         big = model
@@ -329,6 +361,65 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
           f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
     return 0
+
+
+def cmd_discover(args) -> int:
+    """Rank every training id by how likely it shares the known ids' corruption; write the chosen ids."""
+    from .api import forget_rows
+    from .checkpoint import load_weights, read_meta
+    from .discovery import discover, make_scorer
+    from .experiment import prepare
+
+    overrides = apply_overrides({}, args.set or [])
+    make_scorer(args.scorer, overrides)  # a bad key or a missing extra: before any work
+    inputs = model_inputs(args)
+    if args.model or args.train_data:
+        _check_user_model_args(args)
+    elif args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
+    outputs = _discover_outputs(args, inputs)
+    truth = None
+    if args.model or args.train_data:
+        runtime, train, model, known, _ = _load_user_model(args)
+        pretrain, patch_size = None, 3
+    else:
+        if args.checkpoint:
+            meta = read_meta(args.checkpoint)
+            cfg = checkpoint_config(meta, args.checkpoint)
+        else:
+            cfg = experiment_config(args)
+        known = read_ids(args.forget_ids)
+        task = prepare(cfg)
+        model = task.model
+        if args.checkpoint:
+            model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
+        train, runtime, pretrain, patch_size = task.corrupted.train, task.runtime, task.cfg.train, cfg.corruption.patch_size
+        forget_rows(train, known)  # validate before any work, nothing is written on error
+        truth = task.corrupted.corrupted_ids
+    result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,
+                      patch_size=patch_size, **overrides)
+    print(f"scorer {result.scorer}{' (' + result.info['chosen'] + ')' if 'chosen' in result.info else ''}: "
+          f"{result.k} ids chosen ({len(result.known_ids)} known + {result.k - len(result.known_ids)} found; "
+          f"rule: {result.rule}, estimated unfound corrupted samples: {result.estimated_size:.0f}) "
+          f"in {result.seconds['total']:.1f}s")
+    if truth is not None:
+        p, r = result.precision_recall(truth)
+        print(f"against the preset's ground truth (never used for scoring): precision {p:.1f} %, recall {r:.1f} %")
+    _discover_outputs(args, inputs)  # once more: the run took a while
+    result.write_ids(outputs[0])
+    if outputs[1]:
+        result.write_ranking(outputs[1])
+    print(f"chosen ids written to {outputs[0]}" + (f", ranking to {outputs[1]}" if outputs[1] else ""))
+    return 0
+
+
+def _discover_outputs(args, inputs: list[Path]) -> tuple[Path, Path | None]:
+    """``--out`` (.txt) and ``--ranking`` (.csv): checked before any work."""
+    out = check_output(args.out, "--out", suffixes=(".txt",), inputs=inputs, force=args.force)
+    ranking = None
+    if args.ranking:
+        ranking = check_output(args.ranking, "--ranking", suffixes=(".csv",), inputs=inputs, force=args.force)
+    return out, ranking
 
 
 def cmd_methods(args) -> int:
@@ -364,6 +455,7 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .discovery import scorer_names
     from .methods import method_names
 
     common = argparse.ArgumentParser(add_help=False)  # accepted after the sub-command too
@@ -407,18 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .safetensors (the unlearned model); its JSON sidecar goes next to it (.json)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
-    g = p.add_argument_group("your own model (instead of a preset's)")
-    g.add_argument("--model", metavar="MODULE:FACTORY",
-                   help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
-                        "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
-    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
-    g.add_argument("--train-data", metavar="PATH",
-                   help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
-                        "<class>/<image> (ids = positions in the sorted file list)")
-    g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
-                                  "(default: the .npz's, else the training set's own)")
-    g.add_argument("--std", help="per-channel std, as --mean")
-    g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    g = add_user_model_args(p)
     g.add_argument("--expand-layers", help="comma-separated layer names to expand "
                                            "(default: every Conv2d and Linear but the classifier)")
     g.add_argument("--expand-width", type=float, default=0.5, help="added units per layer, as a fraction of "
@@ -426,6 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     p.set_defaults(func=cmd_unlearn)
+
+    p = command("discover", help="from a few known corrupted ids to a ranked list and a forget set")
+    add_experiment_args(p)
+    p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
+    p.add_argument("--forget-ids", required=True, help="the known corrupted ids: a .txt/.csv/.npy file")
+    p.add_argument("--scorer", default="auto", choices=scorer_names(),
+                   help="how to rank (default: %(default)s; see docs/discovery.md)")
+    p.add_argument("--budget", type=int, help="number of ids to choose, the known ones included "
+                                              "(default: the stopping rule's estimate)")
+    p.add_argument("--set", action="append", metavar="key=value", help="scorer config override (repeatable)")
+    p.add_argument("--out", required=True, help="the chosen ids, one per line (.txt; `unlearn --forget-ids` reads it)")
+    p.add_argument("--ranking", help="every id with its score and rank (.csv)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_user_model_args(p)
+    p.set_defaults(func=cmd_discover)
 
     p = command("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)
