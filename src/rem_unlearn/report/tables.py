@@ -241,3 +241,44 @@ def cell_table(records: Iterable[Mapping[str, Any]], rates: Sequence[float] | No
         lines.append("| " + " | ".join([method_label(key[0]), key[1], key[2], f"{key[3]:g}", *cells,
                                          str(len(recs))]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def is_detected(record: Mapping[str, Any]) -> bool:
+    """A cell whose forget set is the known ids extended by a scorer (``discovery_mode`` detected)."""
+    return (record.get("cell") or {}).get("discovery_mode") == "detected"
+
+
+def detected_label(record: Mapping[str, Any]) -> str:
+    """``method <- scorer`` for a detected cell, the method for any other."""
+    cell = record.get("cell") or {}
+    return f"{cell.get('method')} <- {cell.get('scorer')}" if is_detected(record) else str(cell.get("method"))
+
+
+def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """Pipe table: precision and recall of the forget sets per corruption, discovery rate and scorer.
+
+    One forget set per (corruption, rate, seed, scorer): the methods of a detected
+    group share it.  The uniform draw (precision 100, recall = rate) is the reference row.
+    """
+    sets: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for rec in records:
+        metrics = rec.get("metrics") or {}
+        if not is_ok(rec) or metrics.get("forget_precision") is None:
+            continue
+        cell = rec["cell"]
+        scorer = cell.get("scorer") if is_detected(rec) else "uniform (known only)"
+        sets.setdefault((cell.get("variant"), cell.get("corruption"), float(cell.get("discovery_rate")), scorer,
+                         cell.get("seed")), rec)
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for (variant, corruption, rate, scorer, _), rec in sets.items():
+        groups[(variant, corruption, rate, scorer)].append(rec)
+    lines = ["| Variant | Corruption | Known | Scorer | Forget set size | Precision | Recall | Detection (s) | n |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for (variant, corruption, rate, scorer), recs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        size = mean_sem([float(r.get("n_forget") or 0) for r in recs])
+        prec = mean_sem([r["metrics"]["forget_precision"] for r in recs])
+        rec_ = mean_sem([r["metrics"]["forget_recall"] for r in recs])
+        secs = [float((r.get("discovery") or {}).get("seconds", {}).get("total", 0.0)) for r in recs]
+        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {_fmt(prec)} | {_fmt(rec_)} | "
+                     f"{np.mean(secs):.1f} | {len(recs)} |")
+    return "\n".join(lines) + "\n"
