@@ -47,7 +47,7 @@ class Scores:
     """A scorer's answer: higher ``values`` = more suspicious (known rows included, ranked first anyway)."""
 
     values: torch.Tensor  # (N,) float, aligned with the training rows
-    held_out: torch.Tensor  # (n_known,) long: unknown rows scoring above each known row while it was held out
+    held_out: torch.Tensor  # (n_known,) unknown rows scoring above each known row while it was held out (ties: half)
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
 
@@ -83,9 +83,13 @@ class DiscoveryContext:
 
 
 def held_out_rank(values: torch.Tensor, pool: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """For each of ``rows``: how many pool rows score strictly above it."""
-    ranked = torch.sort(values[pool]).values
-    return len(ranked) - torch.searchsorted(ranked, values[rows].contiguous(), right=True)
+    """For each of ``rows``: how many pool rows score above it, ties counted half (scores with many ties,
+    such as a share of neighbours, would otherwise put every tied known row at the top)."""
+    ranked = torch.sort(values[pool].double()).values
+    query = values[rows].double().contiguous()
+    above = len(ranked) - torch.searchsorted(ranked, query, right=True)
+    ties = torch.searchsorted(ranked, query, right=True) - torch.searchsorted(ranked, query, right=False)
+    return above.double() + 0.5 * ties.double()
 
 
 def known_folds(rows: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
@@ -123,7 +127,7 @@ class Scorer:
             values = self.score(ctx, known).float()
             held = held_out_rank(values, ctx.pool, known)
             return Scores(values, held, time.perf_counter() - start)
-        held = torch.zeros(len(known), dtype=torch.long)
+        held = torch.zeros(len(known), dtype=torch.float64)
         position = {int(r): i for i, r in enumerate(known)}
         for fold in known_folds(known, self.folds, self.config.seed):
             rest = known[~torch.isin(known, fold)]

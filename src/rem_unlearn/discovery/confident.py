@@ -75,16 +75,16 @@ class ConfidentLearning(Scorer):
     def __init__(self, config: ConfidentConfig | None = None):
         super().__init__(config)
         self.uses_known = self.config.known_transitions
-        self._probs: torch.Tensor | None = None
 
     def requires(self) -> None:
         require_cleanlab()
 
     def out_of_sample(self, ctx: DiscoveryContext) -> torch.Tensor:
-        """(N, K) probabilities, each row from the fold model that did not train on it."""
-        if self._probs is not None:
-            return self._probs
+        """(N, K) probabilities, each row from the fold model that did not train on it (cached in ``ctx``)."""
         cfg = self.config
+        key = ("out-of-sample", cfg.folds, cfg.epochs, cfg.augment, repr(cfg.optim), cfg.seed)
+        if key in ctx.cache:
+            return ctx.cache[key]
         recipe = ctx.pretrain or TrainConfig(optim=OptimConfig(lr=0.05, batch_size=128))
         recipe = replace(recipe, epochs=cfg.epochs, augment=cfg.augment, optim=cfg.optim or recipe.optim)
         everything = torch.arange(len(ctx.train))
@@ -96,7 +96,7 @@ class ConfidentLearning(Scorer):
                         replace(recipe, seed=cfg.seed + i), ctx.runtime, patch_size=ctx.patch_size,
                         desc=f"confident learning fold {i + 1}/{cfg.folds}")
             probs[held] = probabilities(model, ctx.batcher, held)
-        self._probs = probs
+        ctx.cache[key] = probs
         return probs
 
     def score(self, ctx: DiscoveryContext, known_rows: torch.Tensor) -> torch.Tensor:

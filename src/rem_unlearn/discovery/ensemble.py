@@ -60,8 +60,11 @@ def size_of(scores: Scores, ctx: DiscoveryContext) -> float:
 
 
 def rank_among(pool_pct: torch.Tensor, known_pct: torch.Tensor) -> torch.Tensor:
-    """For each known row: unknown rows with a strictly smaller (more suspicious) combined percentile."""
-    return torch.searchsorted(torch.sort(pool_pct).values, known_pct.contiguous(), right=False)
+    """For each known row: unknown rows with a smaller (more suspicious) combined percentile, ties counted half."""
+    ranked = torch.sort(pool_pct).values
+    below = torch.searchsorted(ranked, known_pct.contiguous(), right=False)
+    upto = torch.searchsorted(ranked, known_pct.contiguous(), right=True)
+    return below.double() + 0.5 * (upto - below).double()
 
 
 @register_scorer("ensemble")
@@ -103,7 +106,7 @@ class Ensemble(Scorer):
         values = torch.zeros(len(ctx.train))
         values[ctx.pool] = -candidates[chosen][0].float()
         values[ctx.known_rows] = 1.0  # above every unknown row
-        return Scores(values, held[chosen], time.perf_counter() - start, info)
+        return Scores(values, held[chosen].double(), time.perf_counter() - start, info)
 
     def score(self, ctx: DiscoveryContext, known_rows: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("an ensemble scores through its members (Ensemble.scores)")
