@@ -295,3 +295,14 @@ def test_smoke_grid_with_detection(tmp_path):
     assert "Discovery: the known ids extended by a scorer" in summary and "| similarity |" in summary
     assert (tmp_path / "results" / "heatmap_detected_score_fashion-mnist_capacity.png").is_file()
     assert "forget_precision" in (tmp_path / "results" / "results.csv").read_text().splitlines()[0]
+
+
+def test_stopping_rule_stops_where_the_known_ids_thin_out():
+    # No gap: the held-out known ids sit in the top 40 of 1000 unknown samples, one far below.
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.full((10,), 9.0), torch.rand(1000, generator=g)])
+    pool = torch.ones(len(values), dtype=torch.bool)
+    pool[:10] = False
+    held_out = torch.tensor([1.0, 5, 9, 14, 18, 22, 27, 31, 38, 700])
+    stop = choose_k(values, pool, held_out)
+    assert stop.rule == "f1" and 10 + 30 <= stop.k <= 10 + 45

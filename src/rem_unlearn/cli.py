@@ -393,7 +393,8 @@ def cmd_discover(args) -> int:
         model = task.model
         if args.checkpoint:
             model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
-        train, runtime, pretrain, patch_size = task.corrupted.train, task.runtime, task.cfg.train, cfg.corruption.patch_size
+        train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
+        patch_size = cfg.corruption.patch_size
         forget_rows(train, known)  # validate before any work, nothing is written on error
         truth = task.corrupted.corrupted_ids
     result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,

@@ -231,8 +231,9 @@ class Cell:
         return fields
 
     def label(self) -> str:
-        return (f"{self.method}{f' <- {self.scorer}' if self.detected else ''} {self.corruption} "
-                f"rate {self.discovery_rate:g} seed {self.seed}{'' if self.variant == 'capacity' else ' ' + self.variant}")
+        scorer = f" <- {self.scorer}" if self.detected else ""
+        variant = "" if self.variant == "capacity" else " " + self.variant
+        return f"{self.method}{scorer} {self.corruption} rate {self.discovery_rate:g} seed {self.seed}{variant}"
 
 
 def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -17,4 +17,5 @@ for _module in ("similarity", "probe", "knn", "spectral", "rem_transfer", "confi
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["DiscoveryContext", "DiscoveryResult", "MissingExtraError", "SCORERS", "Scorer", "ScorerConfig", "Scores",
-           "Stop", "choose_k", "discover", "discovery_context", "rank", "get_scorer", "make_scorer", "register_scorer", "scorer_config", "scorer_names"]
+           "Stop", "choose_k", "discover", "discovery_context", "get_scorer", "make_scorer", "rank",
+           "register_scorer", "scorer_config", "scorer_names"]

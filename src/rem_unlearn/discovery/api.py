@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ConfigError, RuntimeConfig, TrainConfig, from_dict, to_dict
+from ..config import ConfigError, RuntimeConfig, TrainConfig, to_dict
 from ..data.base import ImageDataset
 from ..files import atomic_write_text
-from ..training import Batcher, Runtime
+from ..training import Runtime
 from .base import DiscoveryContext
 from .registry import make_scorer, resolve
 from .stopping import choose_k
@@ -79,19 +78,13 @@ def discovery_context(model: nn.Module, train_set: ImageDataset, known_ids, *,
                       runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
                       patch_size: int = 3) -> DiscoveryContext:
     """The validated inputs of a discovery; several scorers can :func:`rank` on one (features are shared)."""
-    from ..api import forget_rows, match_classes
+    from ..api import forget_rows, working_copy
 
     known_rows = forget_rows(train_set, known_ids)
     if len(known_rows) == len(train_set):
         raise ConfigError("every training id is known; there is nothing left to discover")
-    if isinstance(runtime, dict):
-        runtime = from_dict(RuntimeConfig, runtime, where="runtime")
-    if not isinstance(runtime, Runtime):
-        runtime = Runtime.from_config(runtime)
-    model = runtime.prepare(copy.deepcopy(model)).eval()  # the caller's model stays as it is
-    x, _, _ = Batcher(train_set, runtime).batch(torch.arange(min(2, len(train_set))), augment=False)
-    train_set = match_classes(model, x, train_set)
-    return DiscoveryContext(model, train_set, known_rows, runtime, patch_size=patch_size, pretrain=pretrain)
+    model, train_set, runtime = working_copy(model, train_set, runtime)  # the caller's model stays as it is
+    return DiscoveryContext(model.eval(), train_set, known_rows, runtime, patch_size=patch_size, pretrain=pretrain)
 
 
 def rank(ctx: DiscoveryContext, scorer: str = "auto", budget: int | None = None, **overrides) -> DiscoveryResult:

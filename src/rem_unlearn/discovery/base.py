@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..config import ConfigError, TrainConfig
+from ..config import TrainConfig
 from ..data.base import ImageDataset
 from ..errors import UserError
 from ..training import Batcher, Runtime
@@ -136,7 +136,3 @@ class Scorer:
                 held[position[row]] = rank
         return Scores(self.score(ctx, known).float(), held, time.perf_counter() - start)
 
-
-def check_positive(value: float, what: str) -> None:
-    if value <= 0:
-        raise ConfigError(f"{what} must be positive, got {value}")

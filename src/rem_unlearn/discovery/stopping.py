@@ -12,7 +12,12 @@ A clean separation shows as a gap: when the sorted scores have, within
 [M/2, 2M], a drop at least ``gap_ratio`` times the median drop there, with at
 least 90 % of the held-out known ids above it and at most half of the scored
 samples (a corruption is a minority, not an outlier tail), the cut goes
-exactly there.
+exactly there.  Without a gap, the cut maximises the estimated F1: the top m
+unknown samples hold about M·F(m) corrupted ones, F(m) being the share of
+held-out known ids within them, so precision ≈ (n + M·F(m)) / (n + m) and
+recall ≈ (n + M·F(m)) / (n + M).  Where the scorer mixes clean samples in,
+this stops where the known ids thin out instead of at the (over-estimated)
+size, which keeps the forget set precise.
 The known ids are always in the result, so it is never empty.
 """
 
@@ -31,7 +36,7 @@ class Stop:
     k: int  # ids in the chosen set, the known ones included
     estimated_size: float  # estimated corrupted samples among the unknown ones
     gap: bool  # the cut sits at a clear gap in the scores
-    rule: str  # "estimate", "gap" or "budget"
+    rule: str  # "gap", "f1" or "budget"
 
 
 def estimate_size(held_out: torch.Tensor, pool_size: int) -> float:
@@ -74,4 +79,16 @@ def choose_k(values: torch.Tensor, pool: torch.Tensor, held_out: torch.Tensor, b
     cut = find_gap(values[pool], held_out, size, gap_ratio) if size >= 1 else None
     if cut is not None:
         return Stop(n_known + cut, size, True, "gap")
-    return Stop(n_known + int(round(size)), size, False, "estimate")
+    return Stop(n_known + best_f1_cut(held_out, size, int(pool.sum())), size, False, "f1")
+
+
+def best_f1_cut(held_out: torch.Tensor, size: float, pool_size: int) -> int:
+    """The number m of unknown ids that maximises the estimated F1 (see the module doc); 0 when none helps."""
+    n = len(held_out)
+    if n == 0 or size <= 0 or pool_size == 0:
+        return 0
+    # F1 only rises where a held-out known id enters the top m: m = its rank, rounded up, + 1.
+    cuts = torch.unique(torch.cat([torch.zeros(1), (torch.floor(held_out.double()) + 1).clamp(max=pool_size)]))
+    found = (held_out.double().unsqueeze(0) < cuts.unsqueeze(1)).double().mean(1)
+    f1 = 2 * (n + size * found) / (2 * n + cuts + size)
+    return int(cuts[int(torch.argmax(f1))])

@@ -279,6 +279,6 @@ def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
         prec = mean_sem([r["metrics"]["forget_precision"] for r in recs])
         rec_ = mean_sem([r["metrics"]["forget_recall"] for r in recs])
         secs = [float((r.get("discovery") or {}).get("seconds", {}).get("total", 0.0)) for r in recs]
-        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {_fmt(prec)} | {_fmt(rec_)} | "
-                     f"{np.mean(secs):.1f} | {len(recs)} |")
+        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {_fmt(prec)} | "
+                     f"{_fmt(rec_)} | {np.mean(secs):.1f} | {len(recs)} |")
     return "\n".join(lines) + "\n"
