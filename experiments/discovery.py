@@ -46,7 +46,8 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def measure(task, known, scorers: list[str], seed: int, cl_overrides: dict) -> tuple[list[dict], dict]:
+def measure(task, known, scorers: list[str], seed: int, cl_overrides: dict,
+            poison_cl: bool = False) -> tuple[list[dict], dict]:
     """Every scorer on one context; returns rows and the shared costs (features, REM runs, fold trainings)."""
     train, truth = task.corrupted.train, task.corrupted.corrupted_ids
     ctx = discovery_context(task.model, train, known, runtime=task.runtime, pretrain=task.cfg.train,
@@ -54,7 +55,7 @@ def measure(task, known, scorers: list[str], seed: int, cl_overrides: dict) -> t
     _, feature_s = timed(lambda: ctx.features)
     rows, costs = [], {"features": feature_s}
     for name in scorers:
-        if name in NEEDS_CLEANLAB and task.corrupted.kind == "poison":
+        if name in NEEDS_CLEANLAB and task.corrupted.kind == "poison" and not poison_cl:
             continue  # a backdoor is learned out of sample too: label quality cannot see it (docs/discovery.md)
         scorer, overrides = VARIANTS.get(name, (name, {}))
         overrides = {"seed": seed, **overrides}
@@ -116,6 +117,7 @@ def main() -> None:
                     help="corruptions to run REM end to end on (seed: the first); empty for none")
     ap.add_argument("--detector", default="auto", help="the scorer whose chosen set REM gets end to end")
     ap.add_argument("--no-rem", action="store_true", help="precision/recall only: no REM run for costs or end to end")
+    ap.add_argument("--poison-cl", action="store_true", help="run confident learning on the poison too")
     ap.add_argument("--cl-epochs", type=int, default=3)
     ap.add_argument("--cl-folds", type=int, default=4)
     ap.add_argument("overrides", nargs="*", help="experiment config overrides (key=value)")
@@ -129,7 +131,7 @@ def main() -> None:
         truth = task.corrupted.corrupted_ids
         for seed in seeds:
             known = draw(truth, args.rate, seed)
-            rows, costs = measure(task, known, args.scorers.split(","), seed, cl)
+            rows, costs = measure(task, known, args.scorers.split(","), seed, cl, args.poison_cl)
             print_table(f"{corruption}, seed {seed}, {len(known)} known", rows, len(truth))
             summary[f"{corruption} seed {seed}"] = {"rows": rows, "costs": costs}
             if seed != seeds[0] or args.no_rem:

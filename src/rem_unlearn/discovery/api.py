@@ -30,7 +30,7 @@ class DiscoveryResult:
     scorer: str
     config: dict[str, Any]
     estimated_size: float  # the stopping rule's estimate of the corrupted samples among the unknown ids
-    rule: str  # how k was chosen: "gap", "estimate" or "budget"
+    rule: str  # how k was chosen: "gap", "f1" or "budget"
     seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -5,12 +5,13 @@ ids: their held-out ranks), which makes any scores comparable.  The candidates
 are every member alone and the mean percentile of every group of members.
 The choice needs no ground truth: the known ids are a uniform sample of the
 corruption, so where they rank when held out is where the unfound corrupted
-samples rank.  With M the smallest size estimate of the stopping rule over
-the candidates (each over-estimates by the clean samples it ranks among the
-corrupted ones), the candidate keeping the most held-out known ids in its top
-M wins: that share estimates its precision and recall at k = M.  Ties go to
-the smaller mean held-out rank.  A member whose own scores show a clear gap
-(the stopping rule's) wins before all others: that is a clean separation.
+samples rank.  A member whose own scores show a clear gap (the stopping
+rule's) wins first: that is a clean separation.  Otherwise the candidate
+whose held-out known ids rank highest within L wins, scored as the mean of
+max(0, 1 - rank / L), with L twice the median of the candidates' size
+estimates: roughly the share of the corruption it finds in its top L.  (The
+smallest mean rank, or the share within the smallest size estimate, are
+noise when several candidates are near perfect; docs/discovery.md.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .base import DiscoveryContext, Scorer, ScorerConfig, Scores, held_out_rank
 from .registry import get_scorer, make_scorer, register_scorer
 from .stopping import GAP_RATIO, estimate_size, find_gap
 
-DEFAULT_MEMBERS = ["similarity", "rem-transfer", "rem-similarity"]  # both in the default install; see docs/discovery.md
+DEFAULT_MEMBERS = ["similarity", "rem-transfer", "rem-similarity"]  # all in the default install
 
 
 @dataclass
@@ -55,10 +56,6 @@ def percentiles(scores: Scores, pool: torch.Tensor) -> tuple[torch.Tensor, torch
     return held_out_rank(scores.values, pool, pool_rows).double() / size, scores.held_out.double() / size
 
 
-def size_of(scores: Scores, ctx: DiscoveryContext) -> float:
-    return estimate_size(scores.held_out, int(ctx.pool.sum()))
-
-
 def rank_among(pool_pct: torch.Tensor, known_pct: torch.Tensor) -> torch.Tensor:
     """For each known row: unknown rows with a smaller (more suspicious) combined percentile, ties counted half."""
     ranked = torch.sort(pool_pct).values
@@ -69,7 +66,7 @@ def rank_among(pool_pct: torch.Tensor, known_pct: torch.Tensor) -> torch.Tensor:
 
 @register_scorer("ensemble")
 class Ensemble(Scorer):
-    summary = "rank mean of its members (default similarity + rem-transfer), or the member the known ids prefer"
+    summary = "rank mean of members (default similarity, rem-transfer, rem-similarity) or the one the known ids prefer"
     Config = EnsembleConfig
 
     def members(self) -> dict[str, Scorer]:
@@ -95,8 +92,8 @@ class Ensemble(Scorer):
         pool_size = int(ctx.pool.sum())
         sizes = {c: estimate_size(h, pool_size) for c, h in held.items()}
         reach = max(2.0, 2.0 * float(torch.tensor(list(sizes.values())).median()))
-        cuts = {c: float(cut) for c in members
-                if (cut := find_gap(members[c].values[ctx.pool], members[c].held_out, sizes[c], GAP_RATIO)) is not None}
+        gaps = {c: find_gap(s.values[ctx.pool], s.held_out, sizes[c], GAP_RATIO) for c, s in members.items()}
+        cuts = {c: float(cut) for c, cut in gaps.items() if cut is not None}
         found = {c: float((1.0 - h.double() / reach).clamp_min(0.0).mean()) for c, h in held.items()}
         chosen = min(candidates, key=lambda c: (c not in cuts, -found[c]))
         info = {"chosen": chosen, "members": {n: s.seconds for n, s in members.items()},

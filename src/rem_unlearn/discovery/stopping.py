@@ -1,4 +1,4 @@
-"""How many ids to add, without ground truth: an estimate of the corruption's size from the known ids.
+"""How many ids to add, without ground truth: from where the held-out known ids rank.
 
 The known ids are a uniform sample of the corruption.  Held out of the scoring,
 the j-th best of the n known ids has, in expectation, a share j/(n+1) of the
@@ -71,7 +71,8 @@ def find_gap(pool_scores: torch.Tensor, held_out: torch.Tensor, size: float, rat
 
 def choose_k(values: torch.Tensor, pool: torch.Tensor, held_out: torch.Tensor, budget: int | None = None,
              gap_ratio: float = GAP_RATIO) -> Stop:
-    """The size of the chosen set: ``budget`` when given, else the known ids plus the estimated rest."""
+    """The size of the chosen set: ``budget`` when given, else the known ids plus the unknown ones down to
+    a clear gap, or to the estimated F1 optimum."""
     n_known = int((~pool).sum())
     size = estimate_size(held_out, int(pool.sum()))
     if budget is not None:

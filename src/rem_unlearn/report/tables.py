@@ -254,6 +254,9 @@ def detected_label(record: Mapping[str, Any]) -> str:
     return f"{cell.get('method')} <- {cell.get('scorer')}" if is_detected(record) else str(cell.get("method"))
 
 
+UNIFORM = "– (the known ids only)"
+
+
 def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
     """Pipe table: precision and recall of the forget sets per corruption, discovery rate and scorer.
 
@@ -266,7 +269,7 @@ def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
         if not is_ok(rec) or metrics.get("forget_precision") is None:
             continue
         cell = rec["cell"]
-        scorer = cell.get("scorer") if is_detected(rec) else "uniform (known only)"
+        scorer = cell.get("scorer") if is_detected(rec) else UNIFORM
         sets.setdefault((cell.get("variant"), cell.get("corruption"), float(cell.get("discovery_rate")), scorer,
                          cell.get("seed")), rec)
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
@@ -274,11 +277,15 @@ def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
         groups[(variant, corruption, rate, scorer)].append(rec)
     lines = ["| Variant | Corruption | Known | Scorer | Forget set size | Precision | Recall | Detection (s) | n |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    for (variant, corruption, rate, scorer), recs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    def order(item: tuple[tuple[Any, ...], list]) -> tuple[Any, ...]:
+        variant, corruption, rate, scorer = item[0]
+        return str(variant), str(corruption), rate, scorer != UNIFORM, str(scorer)
+
+    for (variant, corruption, rate, scorer), recs in sorted(groups.items(), key=order):
         size = mean_sem([float(r.get("n_forget") or 0) for r in recs])
-        prec = mean_sem([r["metrics"]["forget_precision"] for r in recs])
-        rec_ = mean_sem([r["metrics"]["forget_recall"] for r in recs])
+        stats = [mean_sem([r["metrics"][m] for r in recs]) for m in ("forget_precision", "forget_recall")]
+        prec, rec_ = (_fmt(s) if len(recs) > 1 else f"{s[0]:.2f}" for s in stats)  # one seed: no SEM
         secs = [float((r.get("discovery") or {}).get("seconds", {}).get("total", 0.0)) for r in recs]
-        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {_fmt(prec)} | "
-                     f"{_fmt(rec_)} | {np.mean(secs):.1f} | {len(recs)} |")
+        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {prec} | {rec_} | "
+                     f"{np.mean(secs):.1f} | {len(recs)} |")
     return "\n".join(lines) + "\n"
