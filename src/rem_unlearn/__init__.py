@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # practitioners
     "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
+    "discover": "discovery", "DiscoveryResult": "discovery",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",
     # Hugging Face image classifiers (the optional extra rem-unlearn[hf])
@@ -17,6 +18,7 @@ _LAZY = {
     # researchers: a method is a config dataclass plus a run(ctx)
     "Method": "methods", "UnlearnConfig": "methods", "UnlearnContext": "methods",
     "register_method": "methods", "method_names": "methods",
+    "register_scorer": "discovery", "scorer_names": "discovery",
 }
 __all__ = sorted(_LAZY)
 

@@ -77,6 +77,19 @@ def match_classes(model: nn.Module, example_input: torch.Tensor, train: ImageDat
     return train if train.num_classes == k else replace(train, num_classes=k)
 
 
+def working_copy(model: nn.Module, train_set: ImageDataset, runtime: Runtime | RuntimeConfig | dict | None
+                 ) -> tuple[nn.Module, ImageDataset, Runtime]:
+    """A private copy of ``model`` on the runtime's device, ``train_set`` with the model's number of classes,
+    and the runtime: the caller's model is never touched."""
+    if isinstance(runtime, dict):
+        runtime = from_dict(RuntimeConfig, runtime, where="runtime")
+    if not isinstance(runtime, Runtime):
+        runtime = Runtime.from_config(runtime)
+    working = runtime.prepare(copy.deepcopy(model))
+    x, _, _ = Batcher(train_set, runtime).batch(torch.arange(min(2, len(train_set))), augment=False)
+    return working, match_classes(working, x, train_set), runtime
+
+
 def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
             runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
             oracle_ids=None, patch_size: int = 3, on_epoch=None, **overrides) -> UnlearnResult:
@@ -90,13 +103,7 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     rows = forget_rows(train_set, forget_ids)
     if len(rows) == len(train_set):
         raise ForgetIdError("the forget set covers the whole training set; nothing would be retained")
-    if isinstance(runtime, dict):
-        runtime = from_dict(RuntimeConfig, runtime, where="runtime")
-    if not isinstance(runtime, Runtime):
-        runtime = Runtime.from_config(runtime)
-    working = runtime.prepare(copy.deepcopy(model))
-    x, _, _ = Batcher(train_set, runtime).batch(torch.arange(min(2, len(train_set))), augment=False)
-    train_set = match_classes(working, x, train_set)  # a clear error before any training
+    working, train_set, runtime = working_copy(model, train_set, runtime)  # a clear error before any training
     ctx = UnlearnContext(working, train_set, rows, train_set.rows_except(rows), runtime, config,
                          patch_size=patch_size, pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),

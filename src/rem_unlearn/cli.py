@@ -1,4 +1,4 @@
-"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, bench, report, methods.
+"""The ``rem-unlearn`` command: train, evaluate, data, unlearn, discover, bench, report, methods.
 
 Every input and output path is checked before any work; outputs are written
 atomically and never over an input.  Exit status: 0 success; 1 an internal
@@ -67,6 +67,28 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="experiment preset the config and overrides apply to (default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
+
+
+def add_user_model_args(p: argparse.ArgumentParser):
+    """``--model``, ``--model-kwargs``, ``--hf-model``, ``--train-data``, ``--mean``, ``--std``, ``--flip``
+    (unlearn, discover)."""
+    g = p.add_argument_group("your own model (instead of a preset's)")
+    g.add_argument("--model", metavar="MODULE:FACTORY",
+                   help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
+                        "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
+    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
+    g.add_argument("--hf-model", metavar="DIR",
+                   help="a Hugging Face image classifier saved with save_pretrained (needs rem-unlearn[hf]); its "
+                        "image processor's normalisation is used (with unlearn, --out is then a save_pretrained "
+                        "folder)")
+    g.add_argument("--train-data", metavar="PATH",
+                   help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
+                        "<class>/<image> (ids = positions in the sorted file list)")
+    g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
+                                  "(default: the .npz's, else the training set's own)")
+    g.add_argument("--std", help="per-channel std, as --mean")
+    g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    return g
 
 
 def checkpoint_config(meta: dict, path: str | Path) -> ExperimentConfig:
@@ -287,11 +309,11 @@ def _model_kwargs(text: str | None) -> dict:
 
 
 def _check_user_model_args(args) -> None:
-    """``--model`` needs its checkpoint; ``--hf-model`` brings its own weights."""
+    """``--model`` needs its checkpoint; ``--hf-model`` brings its own weights; both need ``--train-data``."""
     if args.hf_model:
         clash = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
-                                      ("--model-kwargs", args.model_kwargs), ("--keep-capacity", args.keep_capacity))
-                 if v]
+                                      ("--model-kwargs", args.model_kwargs),
+                                      ("--keep-capacity", getattr(args, "keep_capacity", False))) if v]
         if clash:
             raise ConfigError(f"--hf-model reads the model and its weights from its folder and writes a "
                               f"save_pretrained folder; drop {', '.join(clash)}")
@@ -326,6 +348,51 @@ def _print_expansion(report: dict[str, str], prefix: str = "") -> None:
     print(f"expand: {expansion_summary(names)}")
 
 
+def _load_user_model(args):
+    """``(runtime, train, model, forget, kwargs, x)`` of a user's ``--model`` or ``--hf-model`` (``x``: two
+    training images); the forget ids are validated against the training set before the model is built."""
+    from dataclasses import replace
+
+    import torch
+
+    from .api import forget_rows, match_classes
+    from .checkpoint import load_weights
+    from .config import RuntimeConfig
+    from .data.user import load_training_set, per_channel
+    from .models.factory import build_user_model
+    from .training import Batcher, Runtime
+
+    hf = bool(args.hf_model)
+    forget = read_ids(args.forget_ids)
+    kwargs = {} if hf else _model_kwargs(args.model_kwargs)
+    # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
+    runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
+    train = load_training_set(args.train_data, flip=args.flip)
+    if hf:
+        from .models.hf import from_pretrained
+
+        model = from_pretrained(args.hf_model)
+        model.check_images(train.channels, train.image_size)
+        pre = model.preprocessing
+        if pre.mean is not None:  # the image processor's normalisation, unless --mean/--std say otherwise
+            train = replace(train, mean=per_channel(pre.mean, train.channels, "image_mean", pre.source),
+                            std=per_channel(pre.std, train.channels, "image_std", pre.source))
+    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
+    if mean or std:
+        if not (mean and std):
+            raise ConfigError("give both --mean and --std, or neither")
+        train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
+                        std=per_channel(std, train.channels, "std", "--std"))
+    forget_rows(train, forget)  # validated before any work; nothing is written on error
+    if not hf:
+        model = load_weights(build_user_model(args.model, kwargs), args.checkpoint)
+    model = runtime.prepare(model)
+    x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
+    if hf:
+        model.check_images(train.channels, train.image_size, x)
+    return runtime, match_classes(model, x, train), model, forget, kwargs, x
+
+
 def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     """``--model module:factory --checkpoint w`` or ``--hf-model DIR``, with ``--train-data d``: REM (or any
     method) on a user's classifier.
@@ -336,58 +403,27 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     that ``transformers`` loads.  The number of classes is the model's number
     of outputs.
     """
-    from dataclasses import replace
-
-    import torch
-
-    from .api import forget_rows, match_classes, unlearn
-    from .checkpoint import load_weights, versions
-    from .config import RuntimeConfig
-    from .data.user import load_training_set, per_channel
+    from .api import forget_rows, unlearn
+    from .checkpoint import versions
     from .files import check_output_folder
     from .methods.registry import method_config
     from .metrics import known_data_accuracy
     from .models import discard, expand, gates
-    from .models.factory import build_user_model
     from .tracking import tracked
-    from .training import Batcher, Runtime
+    from .training import Batcher
 
     _check_user_model_args(args)
     hf = bool(args.hf_model)
     if hf:
-        from .models.hf import RECORD_FILE, from_pretrained, save_pretrained, transformers_module
+        from .models.hf import RECORD_FILE, save_pretrained, transformers_module
 
         transformers_module()  # the optional extra, before any work
         out = check_output_folder(args.out, "--out", inputs=inputs, force=args.force, marker=RECORD_FILE)
     else:
         out = check_model_output(args.out, inputs, args.force)
     log_dir = _log_dir(args)
-    forget = read_ids(args.forget_ids)
-    kwargs = {} if hf else _model_kwargs(args.model_kwargs)
-    # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
-    runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
-    train = load_training_set(args.train_data, flip=args.flip)
-    if hf:
-        model = from_pretrained(args.hf_model)
-        model.check_images(train.channels, train.image_size)
-        pre = model.preprocessing
-        if pre.mean is not None:  # the image processor's normalisation, unless --mean/--std say otherwise
-            train = replace(train, mean=per_channel(pre.mean, train.channels, "image_mean", pre.source),
-                            std=per_channel(pre.std, train.channels, "image_std", pre.source))
-    else:
-        model = build_user_model(args.model, kwargs)
-    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
-    if mean or std:
-        if not (mean and std):
-            raise ConfigError("give both --mean and --std, or neither")
-        train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
-                        std=per_channel(std, train.channels, "std", "--std"))
-    rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
-    model = runtime.prepare(model if hf else load_weights(model, args.checkpoint))
-    x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
-    if hf:
-        model.check_images(train.channels, train.image_size, x)
-    train = match_classes(model, x, train)
+    runtime, train, model, forget, kwargs, x = _load_user_model(args)
+    rows = forget_rows(train, forget)
     batcher = Batcher(train, runtime)
     prefix = "hf." if hf else ""
     report: dict[str, str] = {}
@@ -432,6 +468,66 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     return 0
 
 
+def cmd_discover(args) -> int:
+    """Rank every training id by how likely it shares the known ids' corruption; write the chosen ids."""
+    from .api import forget_rows
+    from .checkpoint import load_weights, read_meta
+    from .discovery import discover, make_scorer
+    from .experiment import prepare
+
+    overrides = apply_overrides({}, args.set or [])
+    make_scorer(args.scorer, overrides)  # a bad key or a missing extra: before any work
+    inputs = model_inputs(args)
+    if args.model or args.hf_model or args.train_data:
+        _check_user_model_args(args)
+    elif args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
+    outputs = _discover_outputs(args, inputs)
+    truth = None
+    if args.model or args.hf_model or args.train_data:
+        runtime, train, model, known, _, _ = _load_user_model(args)
+        pretrain, patch_size = None, 3
+    else:
+        if args.checkpoint:
+            meta = read_meta(args.checkpoint)
+            cfg = checkpoint_config(meta, args.checkpoint)
+        else:
+            cfg = experiment_config(args)
+        known = read_ids(args.forget_ids)
+        task = prepare(cfg)
+        model = task.model
+        if args.checkpoint:
+            model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
+        train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
+        patch_size = cfg.corruption.patch_size
+        forget_rows(train, known)  # validate before any work, nothing is written on error
+        truth = task.corrupted.corrupted_ids
+    result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,
+                      patch_size=patch_size, **overrides)
+    print(f"scorer {result.scorer}{' (' + result.info['chosen'] + ')' if 'chosen' in result.info else ''}: "
+          f"{result.k} ids chosen ({len(result.known_ids)} known + {result.k - len(result.known_ids)} found; "
+          f"rule: {result.rule}, estimated unfound corrupted samples: {result.estimated_size:.0f}) "
+          f"in {result.seconds['total']:.1f}s")
+    if truth is not None:
+        p, r = result.precision_recall(truth)
+        print(f"against the preset's ground truth (never used for scoring): precision {p:.1f} %, recall {r:.1f} %")
+    _discover_outputs(args, inputs)  # once more: the run took a while
+    result.write_ids(outputs[0])
+    if outputs[1]:
+        result.write_ranking(outputs[1])
+    print(f"chosen ids written to {outputs[0]}" + (f", ranking to {outputs[1]}" if outputs[1] else ""))
+    return 0
+
+
+def _discover_outputs(args, inputs: list[Path]) -> tuple[Path, Path | None]:
+    """``--out`` (.txt) and ``--ranking`` (.csv): checked before any work."""
+    out = check_output(args.out, "--out", suffixes=(".txt",), inputs=inputs, force=args.force)
+    ranking = None
+    if args.ranking:
+        ranking = check_output(args.ranking, "--ranking", suffixes=(".csv",), inputs=inputs, force=args.force)
+    return out, ranking
+
+
 def cmd_methods(args) -> int:
     from .methods import get_method, method_names
 
@@ -465,6 +561,7 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .discovery import scorer_names
     from .methods import method_names
 
     common = argparse.ArgumentParser(add_help=False)  # accepted after the sub-command too
@@ -509,21 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--hf-model a folder (save_pretrained, with rem_unlearn.json inside)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
-    g = p.add_argument_group("your own model (instead of a preset's)")
-    g.add_argument("--model", metavar="MODULE:FACTORY",
-                   help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
-                        "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
-    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
-    g.add_argument("--hf-model", metavar="DIR",
-                   help="a Hugging Face image classifier saved with save_pretrained (needs rem-unlearn[hf]); its "
-                        "image processor's normalisation is used, and --out is then a save_pretrained folder")
-    g.add_argument("--train-data", metavar="PATH",
-                   help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
-                        "<class>/<image> (ids = positions in the sorted file list)")
-    g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
-                                  "(default: the .npz's, else the training set's own)")
-    g.add_argument("--std", help="per-channel std, as --mean")
-    g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    g = add_user_model_args(p)
     g.add_argument("--expand-layers", help="comma-separated layer names to expand (widen: the layers whose output "
                                            "group gets units; default: every group the tracer can widen, else "
                                            "every Conv2d and Linear but the classifier)")
@@ -537,6 +620,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     add_log_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
     p.set_defaults(func=cmd_unlearn)
+
+    p = command("discover", help="from a few known corrupted ids to a ranked list and a forget set")
+    add_experiment_args(p)
+    p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
+    p.add_argument("--forget-ids", required=True, help="the known corrupted ids: a .txt/.csv/.npy file")
+    p.add_argument("--scorer", default="auto", choices=scorer_names(),
+                   help="how to rank (default: %(default)s; see docs/discovery.md)")
+    p.add_argument("--budget", type=int, help="number of ids to choose, the known ones included "
+                                              "(default: the stopping rule's estimate)")
+    p.add_argument("--set", action="append", metavar="key=value", help="scorer config override (repeatable)")
+    p.add_argument("--out", required=True, help="the chosen ids, one per line (.txt; `unlearn --forget-ids` reads it)")
+    p.add_argument("--ranking", help="every id with its score and rank (.csv)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_user_model_args(p)
+    p.set_defaults(func=cmd_discover)
 
     p = command("methods", help="list registered methods")
     p.set_defaults(func=cmd_methods)

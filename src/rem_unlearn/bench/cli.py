@@ -27,11 +27,14 @@ paper-cifar10-resnet9-cpu and paper-svhn-vit-cpu (data under data.root).
 Grid keys for a --config file or key=value overrides:
 experiment, experiment_overrides.<section>.<key>, variants, variant_methods.<variant>,
 corruptions, discovery_rates, methods, method_overrides.<method>.<key>,
-unlearn.<key>, seeds, device.
+unlearn.<key>, seeds, device, discovery_modes (uniform: the known ids are
+the forget set; detected: a scorer extends them first), scorers,
+scorer_overrides.<scorer>.<key>.
 
 examples:
   rem-unlearn bench --preset smoke
   rem-unlearn bench --preset quick methods=[rem,none] unlearn.epochs=3
+  rem-unlearn bench --preset quick methods=[rem,none] discovery_modes=[uniform,detected] scorers=[auto]
   rem-unlearn bench --preset paper --engine ray --ray-address auto --device cuda \\
       experiment_overrides.data.root=/shared/data
 """

@@ -1,5 +1,10 @@
 """The benchmark grid: which methods run on which (dataset, variant, corruption, seed, discovery rate).
 
+A discovery rate is the share of the corrupted samples known.  In the
+``uniform`` discovery mode they are the forget set; in the ``detected`` mode a
+scorer (:mod:`rem_unlearn.discovery`) first extends them, and the cell reads
+"known r, detected with scorer S, then method M".
+
 A :class:`GridConfig` names an experiment preset (plus nested overrides) and
 the axes of the sweep; :func:`expand` turns it into :class:`Cell` objects,
 each carrying its fully resolved :class:`ExperimentConfig` and method
@@ -23,6 +28,10 @@ BENCH_FORMAT = 2
 
 #: The REM ablations (not part of the default grid).
 REM_ABLATIONS = ("rem-ideal", "rem-no-3.1", "rem-no-3.2", "rem-ga", "rem-official")
+
+#: Methods that return the trained weights unchanged: the forget set changes nothing (no detected cells).
+UNCHANGED_METHODS = ("none", "etd")
+DISCOVERY_MODES = ("uniform", "detected")
 
 #: Config fields that say where things live or how chatty a run is, not what it computes: left out of keys.
 _LOCATION_FIELDS = {"data": ("root", "download"), "runtime": ("cache_dir", "progress", "threads")}
@@ -53,6 +62,9 @@ class GridConfig:
     unlearn: dict[str, Any] = field(default_factory=dict)  # overrides for every method, e.g. {"epochs": 3}
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    discovery_modes: list[str] = field(default_factory=lambda: ["uniform"])  # uniform and/or detected
+    scorers: list[str] = field(default_factory=lambda: ["auto"])  # detected cells: one per scorer
+    scorer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer config overrides
 
     def __post_init__(self) -> None:
         # ``variant_methods.etd=[rem,etd]`` on the command line arrives as a string.
@@ -111,6 +123,7 @@ class GridConfig:
                 raise ConfigError(f"method_overrides.{name} must be a table/mapping of method config keys")
         if not isinstance(self.unlearn, dict):
             raise ConfigError("unlearn must be a table/mapping of method config keys")
+        self.validate_discovery()
         # Every method config and every experiment config must resolve now, not halfway through a sweep.
         for variant in self.variants:
             for m in self.methods_for(variant):
@@ -119,6 +132,26 @@ class GridConfig:
         for variant in self.variants:
             for corruption in self.corruptions:
                 experiment_config(base, corruption, variant, self.seeds[0], self.device)
+
+    def validate_discovery(self) -> None:
+        from ..discovery import scorer_names
+
+        _nonempty_unique(self.discovery_modes, "discovery_modes")
+        for mode in self.discovery_modes:
+            if mode not in DISCOVERY_MODES:
+                raise ConfigError(f"discovery_modes: {mode!r} is not a discovery mode; choose from: "
+                                  f"{', '.join(DISCOVERY_MODES)}")
+        _nonempty_unique(self.scorers, "scorers")
+        unknown = [s for s in [*self.scorers, *self.scorer_overrides] if s not in scorer_names()]
+        if unknown:
+            raise ConfigError(f"scorers: unknown scorer(s) {', '.join(map(repr, unknown))}; "
+                              f"choose from: {', '.join(scorer_names())}")
+        for name, overrides in self.scorer_overrides.items():
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"scorer_overrides.{name} must be a table/mapping of scorer config keys")
+        if "detected" in self.discovery_modes:
+            for name in dict.fromkeys([*self.scorers, *self.scorer_overrides]):
+                scorer_config(name, self.scorer_overrides.get(name, {}))
 
     def overrides_for(self, method: str) -> dict[str, Any]:
         """``unlearn`` with the method's own overrides on top."""
@@ -140,6 +173,16 @@ def method_config(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
         return to_dict(resolve(method, copy.deepcopy(overrides)))
     except ConfigError as exc:
         raise ConfigError(f"method {method!r}: {exc}") from None
+
+
+def scorer_config(scorer: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The scorer's full config with ``overrides`` applied, as a dict (errors name the scorer; extras checked)."""
+    from ..discovery import make_scorer
+
+    try:
+        return to_dict(make_scorer(scorer, copy.deepcopy(overrides)).config)
+    except ConfigError as exc:
+        raise ConfigError(f"scorer {scorer!r}: {exc}") from None
 
 
 def experiment_config(base: dict, corruption: str, variant: str, seed: int, device: str) -> ExperimentConfig:
@@ -171,16 +214,27 @@ class Cell:
     experiment: ExperimentConfig = field(compare=False, hash=False, repr=False)
     overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     grid_id: str = field(default="", compare=False, hash=False, repr=False)  # the grid that asked for it
+    discovery_mode: str = "uniform"
+    scorer: str | None = None  # detected cells: the scorer that extends the known ids
+    scorer_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def detected(self) -> bool:
+        return self.discovery_mode == "detected"
 
     @property
     def fields(self) -> dict[str, Any]:
-        """The cell fields of a record (see rem_unlearn.report.tables)."""
-        return {"dataset": self.dataset, "variant": self.variant, "corruption": self.corruption,
-                "seed": self.seed, "discovery_rate": self.discovery_rate, "method": self.method}
+        """The cell fields of a record (see rem_unlearn.report.tables); detected cells add mode and scorer."""
+        fields = {"dataset": self.dataset, "variant": self.variant, "corruption": self.corruption,
+                  "seed": self.seed, "discovery_rate": self.discovery_rate, "method": self.method}
+        if self.detected:
+            fields.update(discovery_mode=self.discovery_mode, scorer=self.scorer)
+        return fields
 
     def label(self) -> str:
-        return (f"{self.method} {self.corruption} rate {self.discovery_rate:g} seed {self.seed}"
-                f"{'' if self.variant == 'capacity' else ' ' + self.variant}")
+        scorer = f" <- {self.scorer}" if self.detected else ""
+        variant = "" if self.variant == "capacity" else " " + self.variant
+        return f"{self.method}{scorer} {self.corruption} rate {self.discovery_rate:g} seed {self.seed}{variant}"
 
 
 def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -193,8 +247,9 @@ def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def cell_key(cell: Cell) -> str:
-    """A stable hash of everything that changes the cell's record."""
-    return cache_key({
+    """A stable hash of everything that changes the cell's record (uniform cells: the keys of before
+    discovery modes existed, so their records stay valid)."""
+    keyed = {
         "bench_format": BENCH_FORMAT,
         "experiment": keyed_experiment(cell.experiment),
         "method": cell.method,
@@ -202,7 +257,11 @@ def cell_key(cell: Cell) -> str:
         "method_config": method_config(cell.method, cell.overrides),
         "discovery_rate": float(cell.discovery_rate),
         "seed": cell.seed,
-    })
+    }
+    if cell.detected:
+        keyed["discovery"] = {"mode": cell.discovery_mode, "scorer": cell.scorer,
+                              "scorer_config": scorer_config(cell.scorer, cell.scorer_overrides)}
+    return cache_key(keyed)
 
 
 def cell_overrides(cfg: ExperimentConfig, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -225,15 +284,33 @@ def expand(grid: GridConfig) -> list[Cell]:
             for seed in grid.seeds:
                 cfg = experiment_config(base, corruption, variant, seed, grid.device)
                 for rate in grid.discovery_rates:
-                    for method in methods:
-                        cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
-                                          cfg, cell_overrides(cfg, grid.overrides_for(method), seed), gid))
+                    if "uniform" in grid.discovery_modes:
+                        for method in methods:
+                            cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
+                                              cfg, cell_overrides(cfg, grid.overrides_for(method), seed), gid))
+                    if "detected" in grid.discovery_modes:
+                        for scorer in grid.scorers:  # cells of one detection follow each other (it is cached)
+                            for method in (m for m in methods if m not in UNCHANGED_METHODS):
+                                cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate),
+                                                  method, cfg, cell_overrides(cfg, grid.overrides_for(method), seed),
+                                                  gid,
+                                                  "detected", scorer,
+                                                  copy.deepcopy(grid.scorer_overrides.get(scorer, {}))))
     return cells
+
+
+#: Grid keys added after BENCH_FORMAT 1, with their defaults: left out of ``grid.json`` at those defaults,
+#: so results folders written before they existed are still the same grid.
+_ADDED_KEYS = {"discovery_modes": ["uniform"], "scorers": ["auto"], "scorer_overrides": {}}
 
 
 def grid_dict(grid: GridConfig) -> dict[str, Any]:
     """The grid as plain JSON data (for ``grid.json`` and comparisons)."""
-    return json.loads(json.dumps(to_dict(grid), sort_keys=True))
+    data = json.loads(json.dumps(to_dict(grid), sort_keys=True))
+    for key, default in _ADDED_KEYS.items():
+        if data.get(key) == default:
+            data.pop(key)
+    return data
 
 
 def grid_id(grid: GridConfig) -> str:

@@ -26,8 +26,8 @@ from ..checkpoint import cache_key, source_commit, versions
 from ..config import from_dict, to_dict
 from ..experiment import Task, data_fingerprint, is_cached, prepare
 from ..training import quiet as env_quiet
-from .grid import BENCH_FORMAT, Cell, GridConfig, cell_key, expand, method_config
 from ..report.records import RECORD_SCHEMA
+from .grid import BENCH_FORMAT, UNCHANGED_METHODS, Cell, GridConfig, cell_key, expand, method_config
 from .store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,36 @@ def get_task(cfg, warn_untrained: bool = True) -> Task:
     return task
 
 
-#: Methods that return the trained weights unchanged: their rate-independent metrics are computed once per model.
-UNCHANGED_METHODS = ("none", "etd")
+#: Detections of this process, most recently used last: the cells of one (task, rate, seed, scorer) share one.
+_DETECTIONS: "OrderedDict[str, Any]" = OrderedDict()
+
+
+def detected_forget_set(task: Task, cell: Cell, known: torch.Tensor):
+    """The known ids extended by the cell's scorer (:func:`rem_unlearn.discovery.discover`), cached per process.
+
+    The scorer sees what a practitioner has: the trained model, the training
+    set as stored and the known ids; its seed is the cell's seed.
+    """
+    from ..discovery import discover as detect
+
+    key = cache_key({"task": task_key(cell.experiment), "rate": float(cell.discovery_rate), "seed": cell.seed,
+                     "scorer": cell.scorer, "overrides": cell.scorer_overrides})
+    if key not in _DETECTIONS:
+        runtime = dataclasses.replace(task.runtime, progress=False)
+        _DETECTIONS[key] = detect(task.model, task.corrupted.train, known, cell.scorer, runtime=runtime,
+                                  pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size,
+                                  **{"seed": cell.seed, **copy.deepcopy(cell.scorer_overrides)})
+        while len(_DETECTIONS) > MAX_CACHED_TASKS:
+            _DETECTIONS.popitem(last=False)
+    _DETECTIONS.move_to_end(key)
+    return _DETECTIONS[key]
+
+
+def forget_quality(forget_ids: torch.Tensor, corrupted_ids: torch.Tensor) -> dict[str, float]:
+    """Precision and recall (percent) of a forget set against the corrupted ids (measured, never used)."""
+    hits = int(torch.isin(forget_ids, corrupted_ids).sum())
+    return {"forget_precision": 100.0 * hits / max(1, len(forget_ids)),
+            "forget_recall": 100.0 * hits / max(1, len(corrupted_ids))}
 
 
 def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, Any]:
@@ -88,6 +116,7 @@ def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, 
 
 def clear_task_cache() -> None:
     _TASKS.clear()
+    _DETECTIONS.clear()
 
 
 def _now() -> str:
@@ -157,7 +186,13 @@ def run_cell(cell: Cell, key: str | None = None) -> dict[str, Any]:
                 "driver (was the source changed during the sweep?)")
         task = get_task(cell.experiment)
         corrupted_ids = task.corrupted.corrupted_ids
-        forget_ids = discover(corrupted_ids, cell.discovery_rate, cell.seed)
+        forget_ids = known = discover(corrupted_ids, cell.discovery_rate, cell.seed)
+        if cell.detected:
+            found = detected_forget_set(task, cell, known)
+            forget_ids = found.selected
+            record["discovery"] = {"scorer": found.scorer, "k": found.k, "rule": found.rule,
+                                   "estimated_size": found.estimated_size, "seconds": found.seconds,
+                                   "chosen": found.info.get("chosen")}
         runtime = dataclasses.replace(task.runtime, progress=False)
         result = unlearn(task.model, task.corrupted.train, forget_ids, cell.method, runtime=runtime,
                          pretrain=task.cfg.train, oracle_ids=corrupted_ids,
@@ -166,9 +201,10 @@ def run_cell(cell: Cell, key: str | None = None) -> dict[str, Any]:
             metrics = unchanged_metrics(task, result.model, forget_ids)
         else:
             metrics = task.evaluate(result.model, forget_ids)
+        metrics.update(forget_quality(forget_ids, corrupted_ids))
         record["config"]["method"] = result.config
         record.update(status="ok", metrics=metrics, wall_time_s=result.wall_time_s,
-                      n_forget=int(len(forget_ids)), n_corrupted=int(len(corrupted_ids)),
+                      n_forget=int(len(forget_ids)), n_known=int(len(known)), n_corrupted=int(len(corrupted_ids)),
                       n_train=int(len(task.corrupted.train)), device=str(runtime.device),
                       train_seconds=task.train_seconds)
     except Exception:

@@ -14,6 +14,9 @@ from .records import folder_grid, load_records
 from .tables import (
     catastrophic_cells,
     cell_table,
+    detected_label,
+    discovery_table,
+    is_detected,
     leaderboard,
     main_table,
     markdown_table,
@@ -33,6 +36,7 @@ __all__ = [
     "cell_table",
     "leaderboard",
     "catastrophic_cells",
+    "discovery_table",
     "plot_heatmaps",
     "plot_wall_time",
     "write_index",
@@ -66,6 +70,8 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"results": write_csv(records_to_rows(records), out / "results.csv")}
+    detected = [r for r in records if is_detected(r)]
+    records = [r for r in records if not is_detected(r)]  # the uniform draws: every table and heatmap below
 
     groups = summary(records)
     tables_md: dict[str, str] = {}
@@ -87,7 +93,10 @@ def build_report(
         md.append(f"- **{method_label(method)}**: {len(cells)} cell(s)")
         md += [f"  - {_cell_text(c)}: score {c['score']:.2f} vs trained {c['trained_score']:.2f}"
                for c in cells]
-    failed = [r for r in records if r.get("status") != "ok"]
+    discovery_figures: list[Path] = []
+    if detected:
+        paths.update(_discovery_section(records, detected, out, md, tables_md, discovery_figures))
+    failed = [r for r in records + detected if r.get("status") != "ok"]
     md += ["", "## Failed cells", "", f"{len(failed)} failed cell(s)."]
     md += [f"- {(r.get('cell') or {}).get('method')}: {_cell_text(r.get('cell') or {})}" for r in failed]
     paths["summary"] = out / "summary.md"
@@ -108,6 +117,28 @@ def build_report(
                                         dataset=dataset, variant=variant)
             figures.append(paths[stem])
     paths["wall_time"] = plot_wall_time(records, out / "wall_time.png")
-    figures.append(paths["wall_time"])
+    figures += [paths["wall_time"], *discovery_figures]
     paths["index"] = write_index(out, figures, tables_md, title)
+    return paths
+
+
+def _discovery_section(uniform: list[dict[str, Any]], detected: list[dict[str, Any]], out: Path, md: list[str],
+                       tables_md: dict[str, str], figures: list[Path]) -> dict[str, Path]:
+    """Detected cells: the precision/recall table of their forget sets, and a score heatmap per model.
+
+    In the heatmap a detected cell's panel is ``method <- scorer`` next to the same
+    method with the known ids alone, so a column reads "known r, detected with S, then M".
+    """
+    heading = "Discovery: the known ids extended by a scorer"
+    tables_md[heading] = discovery_table(uniform + detected)
+    md += [f"## {heading}", "", tables_md[heading]]
+    methods = {(r.get("cell") or {}).get("method") for r in detected}
+    relabelled = [r for r in uniform if (r.get("cell") or {}).get("method") in methods | {"none", "etd"}]
+    relabelled += [{**r, "cell": {**r["cell"], "method": detected_label(r)}} for r in detected]
+    paths: dict[str, Path] = {}
+    for dataset, variant in sorted({((r.get("cell") or {}).get("dataset"), (r.get("cell") or {}).get("variant"))
+                                    for r in detected}, key=lambda k: tuple(map(str, k))):
+        stem = f"heatmap_detected_score_{_slug(dataset)}_{_slug(variant)}"
+        paths[stem] = plot_heatmaps(relabelled, out / f"{stem}.png", metric="score", dataset=dataset, variant=variant)
+        figures.append(paths[stem])
     return paths

@@ -312,4 +312,51 @@ def leaderboard(records: Iterable[Mapping[str, Any]], heading: str) -> str:
                                                                    ("score", "healed", "utility", "wall_time")),
                  str(len(recs)), f"`{command}`", version, f"`{commit}`"]
         lines.append("| " + " | ".join(cells) + " |")
+
+
+def is_detected(record: Mapping[str, Any]) -> bool:
+    """A cell whose forget set is the known ids extended by a scorer (``discovery_mode`` detected)."""
+    return (record.get("cell") or {}).get("discovery_mode") == "detected"
+
+
+def detected_label(record: Mapping[str, Any]) -> str:
+    """``method <- scorer`` for a detected cell, the method for any other."""
+    cell = record.get("cell") or {}
+    return f"{cell.get('method')} <- {cell.get('scorer')}" if is_detected(record) else str(cell.get("method"))
+
+
+UNIFORM = "– (the known ids only)"
+
+
+def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """Pipe table: precision and recall of the forget sets per corruption, discovery rate and scorer.
+
+    One forget set per (corruption, rate, seed, scorer): the methods of a detected
+    group share it.  The uniform draw (precision 100, recall = rate) is the reference row.
+    """
+    sets: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for rec in records:
+        metrics = rec.get("metrics") or {}
+        if not is_ok(rec) or metrics.get("forget_precision") is None:
+            continue
+        cell = rec["cell"]
+        scorer = cell.get("scorer") if is_detected(rec) else UNIFORM
+        sets.setdefault((cell.get("variant"), cell.get("corruption"), float(cell.get("discovery_rate")), scorer,
+                         cell.get("seed")), rec)
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for (variant, corruption, rate, scorer, _), rec in sets.items():
+        groups[(variant, corruption, rate, scorer)].append(rec)
+    lines = ["| Variant | Corruption | Known | Scorer | Forget set size | Precision | Recall | Detection (s) | n |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    def order(item: tuple[tuple[Any, ...], list]) -> tuple[Any, ...]:
+        variant, corruption, rate, scorer = item[0]
+        return str(variant), str(corruption), rate, scorer != UNIFORM, str(scorer)
+
+    for (variant, corruption, rate, scorer), recs in sorted(groups.items(), key=order):
+        size = mean_sem([float(r.get("n_forget") or 0) for r in recs])
+        stats = [mean_sem([r["metrics"][m] for r in recs]) for m in ("forget_precision", "forget_recall")]
+        prec, rec_ = (_fmt(s) if len(recs) > 1 else f"{s[0]:.2f}" for s in stats)  # one seed: no SEM
+        secs = [float((r.get("discovery") or {}).get("seconds", {}).get("total", 0.0)) for r in recs]
+        lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {prec} | {rec_} | "
+                     f"{np.mean(secs):.1f} | {len(recs)} |")
     return "\n".join(lines) + "\n"

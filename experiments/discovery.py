@@ -1,0 +1,169 @@
+"""Discovery on the embedded default: precision/recall of every scorer, their cost, and REM end to end.
+
+For each corruption: the trained model of the preset (cached), the known ids
+(discovery 0.1, nested draw, seed s), then every scorer on one shared context
+(features and REM runs are computed once and shared, their costs are reported
+by component).  Prints, per corruption and scorer, precision and recall of the
+chosen set at the stopping rule's k and at k = |D_c| (the true size; ground
+truth is used only here, to measure).  Then one REM run with its default
+config at discovery 0.1 (the cost unit), and end to end: REM with the known
+ids alone, with the known ids extended by detection, and with every corrupted
+id known.
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/discovery.py                     # everything, seed 0
+    .venv/bin/python experiments/discovery.py --corruptions poison --no-end-to-end    # one table
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rem_unlearn.api import unlearn
+from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.corruptions import discover as draw
+from rem_unlearn.discovery import discovery_context, rank
+from rem_unlearn.experiment import prepare
+from rem_unlearn.presets import experiment_preset
+
+SCORERS = ["nearest", "similarity", "knn-label", "spectral", "rem-transfer", "rem-similarity", "auto",
+           "confident-learning", "auto+cl"]
+NEEDS_CLEANLAB = ("confident-learning", "auto+cl")
+#: Rows that are a scorer with settings: the ensemble of auto's members plus confident learning.
+VARIANTS = {"auto+cl": ("ensemble", {"members": ["similarity", "rem-transfer", "rem-similarity",
+                                                 "confident-learning"]})}
+
+
+def task_of(corruption: str, overrides: list[str]):
+    cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
+                      overrides=[f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
+    return prepare(cfg)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def measure(task, known, scorers: list[str], seed: int, cl_overrides: dict,
+            poison_cl: bool = False) -> tuple[list[dict], dict]:
+    """Every scorer on one context; returns rows and the shared costs (features, REM runs, fold trainings)."""
+    train, truth = task.corrupted.train, task.corrupted.corrupted_ids
+    ctx = discovery_context(task.model, train, known, runtime=task.runtime, pretrain=task.cfg.train,
+                            patch_size=task.cfg.corruption.patch_size)
+    _, feature_s = timed(lambda: ctx.features)
+    rows, costs = [], {"features": feature_s}
+    for name in scorers:
+        if name in NEEDS_CLEANLAB and task.corrupted.kind == "poison" and not poison_cl:
+            continue  # a backdoor is learned out of sample too: label quality cannot see it (docs/discovery.md)
+        scorer, overrides = VARIANTS.get(name, (name, {}))
+        overrides = {"seed": seed, **overrides}
+        if name == "confident-learning":
+            overrides.update(cl_overrides)
+        elif name in VARIANTS:
+            overrides["member_overrides"] = {"confident-learning": dict(cl_overrides)}
+        try:
+            result, seconds = timed(lambda: rank(ctx, scorer, **overrides))
+        except ImportError as exc:  # the [detect] extra
+            print(f"  {name}: skipped ({exc})")
+            continue
+        if name == "rem-transfer":
+            costs["three REM runs (epochs 1)"] = seconds
+        if name == "confident-learning":
+            costs["confident learning"] = seconds
+        p, r = result.precision_recall(truth)
+        p_true, r_true = result.precision_recall(truth, len(truth))
+        rows.append({"scorer": name, "chosen": result.info.get("chosen", ""), "k": result.k, "rule": result.rule,
+                     "precision": p, "recall": r, "p_true": p_true, "r_true": r_true, "seconds": seconds,
+                     "result": result})
+    return rows, costs
+
+
+def print_table(corruption: str, rows: list[dict], truth: int) -> None:
+    print(f"\n### {corruption} (|D_c| = {truth})\n")
+    print("| scorer | k (rule) | precision @ k | recall @ k | precision = recall @ |D_c| "
+          "| time in shared context (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        chosen = f" → {row['chosen']}" if row["chosen"] else ""
+        print(f"| {row['scorer']}{chosen} | {row['k']} ({row['rule']}) | {row['precision']:.1f} | "
+              f"{row['recall']:.1f} | {row['p_true']:.1f} | {row['seconds']:.1f} |")
+
+
+def rem(task, ids):
+    """One REM run with its default config (the paper's budget, REM's own stopping rule), timed."""
+    return timed(lambda: unlearn(task.model, task.corrupted.train, ids, "rem", runtime=task.runtime,
+                                 pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size))
+
+
+def end_to_end(task, known, first, found) -> dict[str, dict]:
+    """REM (default config) with the known ids (``first``: that run, done already), the detected set, all ids."""
+    out = {}
+    for label, ids in (("known 0.1", known), ("known 0.1 + detected", found),
+                       ("known 1.0", task.corrupted.corrupted_ids)):
+        result, seconds = first if label == "known 0.1" else rem(task, ids)
+        out[label] = {**task.evaluate(result.model), "seconds": seconds, "n": len(ids)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corruptions", default="poison,interclass,random")
+    ap.add_argument("--scorers", default=",".join(SCORERS))
+    ap.add_argument("--rate", type=float, default=0.1)
+    ap.add_argument("--seeds", default="0", help="discovery (and scorer) seeds, comma-separated")
+    ap.add_argument("--end-to-end", default="poison,interclass,random",
+                    help="corruptions to run REM end to end on (seed: the first); empty for none")
+    ap.add_argument("--detector", default="auto", help="the scorer whose chosen set REM gets end to end")
+    ap.add_argument("--no-rem", action="store_true", help="precision/recall only: no REM run for costs or end to end")
+    ap.add_argument("--poison-cl", action="store_true", help="run confident learning on the poison too")
+    ap.add_argument("--cl-epochs", type=int, default=3)
+    ap.add_argument("--cl-folds", type=int, default=4)
+    ap.add_argument("overrides", nargs="*", help="experiment config overrides (key=value)")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    e2e = [c for c in args.end_to_end.split(",") if c]
+    cl = {"epochs": args.cl_epochs, "folds": args.cl_folds}
+    summary: dict[str, dict] = {}
+    for corruption in args.corruptions.split(","):
+        task = task_of(corruption, args.overrides)
+        truth = task.corrupted.corrupted_ids
+        for seed in seeds:
+            known = draw(truth, args.rate, seed)
+            rows, costs = measure(task, known, args.scorers.split(","), seed, cl, args.poison_cl)
+            print_table(f"{corruption}, seed {seed}, {len(known)} known", rows, len(truth))
+            summary[f"{corruption} seed {seed}"] = {"rows": rows, "costs": costs}
+            if seed != seeds[0] or args.no_rem:
+                continue  # costs and end to end: the first seed only
+            first = rem(task, known)
+            rem_s = first[1]
+            print(f"\ncosts (s): one REM run, default config, discovery {args.rate}: {rem_s:.1f}; "
+                  + "; ".join(f"{k}: {v:.1f} ({v / rem_s:.2f} REM runs)" for k, v in costs.items()))
+            if corruption in e2e:
+                found = next((r["result"] for r in rows if r["scorer"] == args.detector), None)
+                if found is None:
+                    continue
+                e = end_to_end(task, known, first, found.selected)
+                print(f"\nend to end, REM default config ({corruption}; detection: {args.detector}, "
+                      f"{found.k} ids, precision/recall {found.precision_recall(truth)[0]:.1f} / "
+                      f"{found.precision_recall(truth)[1]:.1f})\n")
+                print("| forget set | ids | healed | utility | score | ASR | REM time (s) |")
+                print("|---|---:|---:|---:|---:|---:|---:|")
+                for label, m in e.items():
+                    asr = "–" if m["attack_success"] is None else f"{m['attack_success']:.1f}"
+                    print(f"| {label} | {m['n']} | {m['healed']:.1f} | {m['utility']:.1f} | {m['score']:.1f} | {asr} | "
+                          f"{m['seconds']:.1f} |")
+    if len(seeds) > 1:
+        print("\n### mean over seeds: precision / recall at the stopping rule's k, and at |D_c|\n")
+        for corruption in args.corruptions.split(","):
+            per = [summary[f"{corruption} seed {s}"]["rows"] for s in seeds]
+            for name in [r["scorer"] for r in per[0]]:
+                vals = [next(r for r in rows if r["scorer"] == name) for rows in per]
+                mean = lambda key: sum(v[key] for v in vals) / len(vals)  # noqa: E731
+                print(f"{corruption:<10} {name:<20} {mean('precision'):5.1f} / {mean('recall'):5.1f}   "
+                      f"@|D_c| {mean('p_true'):5.1f}")
+
+
+if __name__ == "__main__":
+    main()
