@@ -35,6 +35,8 @@ def _record(method: str, corruption: str, seed: int, rate: float, status: str = 
         "healed": base, "healed_test": base - 1, "utility": utility,
         "score": utility * base / 100, "attack_success": 100 - base,
         "forget_accuracy": 10.0, "retain_accuracy": 95.0, "test_accuracy": utility,
+        "healed_official": base if corruption == "poison" else None,
+        "attack_success_official": 100 - base if corruption == "poison" else None,
     }
     return {
         "schema": 1, "key": f"{method}-{corruption}-{seed}-{rate}", "status": status,

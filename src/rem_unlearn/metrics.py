@@ -1,4 +1,4 @@
-"""Healing, utility and their product, as defined in spec section 3 (intended semantics).
+"""Healing, utility and their product, as defined in docs/paper.md §3 (intended semantics).
 
 All metrics run the model in *drop* mode on non-augmented images.
 """

@@ -18,7 +18,7 @@ EMBEDDED_DEFAULT: dict = {
               "optim": {"optimizer": "sgd", "lr": 0.05, "batch_size": 128}},
 }
 
-# The paper's recipe (spec 6.3); meant for a GPU.
+# The paper's recipe (docs/paper.md §6.3); meant for a GPU.
 PAPER_CIFAR10_RESNET9: dict = {
     "data": {"name": "cifar10", "train_size": None},
     "corruption": {"size": 1000},

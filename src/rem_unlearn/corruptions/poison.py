@@ -4,7 +4,7 @@ The patch is stamped after augmentation and normalisation (at the final
 bottom-right corner, value = the largest normalised pixel value), as in the
 paper.  Poisoned samples are drawn from the non-target classes so every one of
 them really is mislabelled (the official draw includes ~10 % target-class
-images, spec 9.8).
+images, docs/paper.md §9.8).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Low regularity: random label swap. Each chosen sample gets a uniformly random *different* class.
 
-The official code lets about 10 % of samples keep their true label (spec 9.8);
+The official code lets about 10 % of samples keep their true label (docs/paper.md §9.8);
 here the offset is drawn from 1..K-1 so every corrupted label is wrong.
 """
 

@@ -4,7 +4,7 @@ Distillation on all of D_tr: samples of D_f are pulled towards the outputs of
 a randomly initialised "bad" teacher (a fresh model of the same architecture),
 all others towards the trained model; KL at ``temperature`` 1.  Budget steps,
 best epoch by the known-data proxy (the official code returns the epoch-6
-checkpoint of 10, spec 9.7).
+checkpoint of 10, docs/paper.md §9.7).
 """
 
 from __future__ import annotations

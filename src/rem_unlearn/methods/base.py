@@ -126,7 +126,7 @@ class ProxySelector:
     with its stored labels, both in drop mode on non-augmented images.  The
     original model's proxy is the bar; the best is a real copy, so the
     original comes back when nothing beats it (the official pointer aliases
-    the live model, spec 9.7).
+    the live model, docs/paper.md §9.7).
     """
 
     def __init__(self, ctx: UnlearnContext, model: nn.Module):

@@ -1,4 +1,4 @@
-"""Every baseline method of the benchmark (spec 5); importing this module registers them all."""
+"""Every baseline method of the benchmark (docs/paper.md §5); importing this module registers them all."""
 
 from __future__ import annotations
 

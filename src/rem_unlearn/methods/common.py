@@ -22,7 +22,7 @@ from ..config import OptimConfig
 from .base import ProxySelector, UnlearnContext, unlearn_optim
 
 def naive_optim() -> OptimConfig:
-    """The benchmark's "Naive" training loop (spec 5): the unlearning SGD with 1 % warm-up and linear decay."""
+    """The benchmark's "Naive" training loop (docs/paper.md §5): the unlearning SGD with 1 % warm-up and linear decay."""
     return replace(unlearn_optim(), schedule="warmup-linear")
 
 

@@ -2,7 +2,7 @@
 
 The ETD model's memorisation half is dropped at inference (drop mode), which
 already removes much of what only a few examples taught it; the benchmark
-reports it as a baseline of its own (spec 5, "ETD is a surprisingly strong
+reports it as a baseline of its own (docs/paper.md §5, "ETD is a surprisingly strong
 baseline").  The method itself does nothing: run it on the ETD-trained model.
 """
 

@@ -1,4 +1,4 @@
-"""Gradient ascent on D_f (spec 5, "Ascent"), no retain data.
+"""Gradient ascent on D_f (docs/paper.md §5, "Ascent"), no retain data.
 
 Maximises the cross-entropy of D_f with its stored (corrupted) labels, epoch
 by epoch, until the forget accuracy is at or below gamma (at least one epoch),

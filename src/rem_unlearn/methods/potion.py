@@ -1,4 +1,4 @@
-"""Potion (Schoepf, Foster and Brintrup, "Potion: Towards Poison Unlearning", 2024) -- "XALFSSD" in spec 5.
+"""Potion (Schoepf, Foster and Brintrup, "Potion: Towards Poison Unlearning", 2024) -- "XALFSSD" in docs/paper.md §5.
 
 Adaptive, label-free Selective Synaptic Dampening: importances are the
 mini-batch mean of |d ||logits||_2 / d theta| (no labels needed; LFSSD), once on

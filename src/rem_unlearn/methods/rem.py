@@ -1,4 +1,4 @@
-"""REM: Redirection for Erasing Memory (Schoepf et al., 2025), spec section 4.
+"""REM: Redirection for Erasing Memory (Schoepf et al., 2025), docs/paper.md §4.
 
 1. Expand: switch the redirection half theta_o2 on (p_mem 0 -> 0.2 for a
    capacity-0.5 model; an ETD model's memorisation half is reused as is).

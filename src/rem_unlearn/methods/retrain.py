@@ -1,7 +1,7 @@
 """Retrain ("EU" in the benchmark): re-initialise every weight and train on D_r only.
 
 D_r still holds the undiscovered corrupted samples, so retraining is "not a
-silver bullet" under partial discovery (spec 5).  With the pre-training recipe
+silver bullet" under partial discovery (docs/paper.md §5).  With the pre-training recipe
 (``ctx.pretrain``) the model is trained like the original (per-example masks
 through ``training.train_model``, drop mode at inference) for the recipe's
 epochs over D_r; without one, for the step budget with this config's optimiser.

@@ -15,7 +15,7 @@ Weight Saliency in Both Image Classification and Generation", ICLR 2024).
 
 This is *not* the "SalUn" of the official REM repository, which is an
 input-saliency penalty (CE on the non-discovered samples + alpha x the forget
-CE's grad x input on the discovered ones, spec 5 / 9.14).  Budget steps, best
+CE's grad x input on the discovered ones, docs/paper.md §5 / 9.14).  Budget steps, best
 epoch by the known-data proxy.
 """
 

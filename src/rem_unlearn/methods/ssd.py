@@ -5,7 +5,7 @@ squared gradient of the cross-entropy (stored labels, eval-mode BN,
 non-augmented images), once on D_f and once on the reference set (all of D_tr
 as in the paper, or D_r).  Entries with imp_f > alpha x imp_ref are multiplied
 by min(1, lambda x imp_ref / imp_f); all other entries are left untouched.
-No gradient training.  Not in the REM paper's run script (spec 5).
+No gradient training.  Not in the REM paper's run script (docs/paper.md §5).
 
 The SSD paper sets alpha per task (10 for its CIFAR privacy settings).  With
 ``alpha=None`` (the default) alpha comes from the published test-free rule

@@ -16,7 +16,7 @@ where ``branch`` is a fresh layer of the same kind and geometry with
 * own/shared mode adds each example's masked share of the branch, with the
   ids coming from :func:`partition` like for the built-in partitioned models;
 * ``proj`` is randomly initialised (PyTorch's default init), like the official
-  code's untrained channels (spec 9.1): switching theta_o2 on perturbs the
+  code's untrained channels (docs/paper.md §9.1): switching theta_o2 on perturbs the
   outputs from the first step, and every branch weight gets a gradient at once
   (a zero ``proj`` would leave ``branch`` without gradient on the first step);
 * :func:`discard_expansion` puts the original layers back: the result is the

@@ -14,7 +14,7 @@ Masks are a pure function of (sample id, gate group, seed): a 32-bit integer
 hash evaluated on the fly, so there is no mask cache, no per-sample Python loop
 and the result never depends on batch order or device.  The shared mask uses a
 key (2**32 - 1 - slot) that no real sample id (< 2**31) can take, unlike the
-official code whose shared mask id 0 collides with sample 0 (spec section 9.6).
+official code whose shared mask id 0 collides with sample 0 (docs/paper.md §9.6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The corrective-unlearning ResNet-9 with partition gates (spec section 6.1)."""
+"""The corrective-unlearning ResNet-9 with partition gates (docs/paper.md §6.1)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The small-dataset ViT with partition gates (spec section 6.2).
+"""The small-dataset ViT with partition gates (docs/paper.md §6.2).
 
 Shifted Patch Tokenisation + Locality Self-Attention ("ViT for small datasets"),
 pre-LN blocks, CLS pooling.  A :class:`PartitionGate` (all group 0) follows the
 attention residual and the MLP residual of every block.  It partitions either
-token positions (``partition="token"``, what the official code does, spec 4.2)
+token positions (``partition="token"``, what the official code does, docs/paper.md §4.2)
 or the embedding features (``partition="feature"``); or one gate inside every
 MLP splits its hidden units (``partition="mlp"``), so that theta_o2 owns whole
 neurons (their input rows and output columns) as in the ResNet-9.

@@ -312,6 +312,7 @@ def leaderboard(records: Iterable[Mapping[str, Any]], heading: str) -> str:
                                                                    ("score", "healed", "utility", "wall_time")),
                  str(len(recs)), f"`{command}`", version, f"`{commit}`"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def is_detected(record: Mapping[str, Any]) -> bool:
@@ -348,6 +349,7 @@ def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
         groups[(variant, corruption, rate, scorer)].append(rec)
     lines = ["| Variant | Corruption | Known | Scorer | Forget set size | Precision | Recall | Detection (s) | n |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+
     def order(item: tuple[tuple[Any, ...], list]) -> tuple[Any, ...]:
         variant, corruption, rate, scorer = item[0]
         return str(variant), str(corruption), rate, scorer != UNIFORM, str(scorer)
