@@ -50,8 +50,7 @@ def measure(task, known, scorers: list[str], seed: int, cl_overrides: dict,
             poison_cl: bool = False) -> tuple[list[dict], dict]:
     """Every scorer on one context; returns rows and the shared costs (features, REM runs, fold trainings)."""
     train, truth = task.corrupted.train, task.corrupted.corrupted_ids
-    ctx = discovery_context(task.model, train, known, runtime=task.runtime, pretrain=task.cfg.train,
-                            patch_size=task.cfg.corruption.patch_size)
+    ctx = discovery_context(task.model, train, known, runtime=task.runtime, pretrain=task.cfg.train)
     _, feature_s = timed(lambda: ctx.features)
     rows, costs = [], {"features": feature_s}
     for name in scorers:
@@ -94,7 +93,7 @@ def print_table(corruption: str, rows: list[dict], truth: int) -> None:
 def rem(task, ids):
     """One REM run with its default config (the paper's budget, REM's own stopping rule), timed."""
     return timed(lambda: unlearn(task.model, task.corrupted.train, ids, "rem", runtime=task.runtime,
-                                 pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size))
+                                 pretrain=task.cfg.train))
 
 
 def end_to_end(task, known, first, found) -> dict[str, dict]:

@@ -60,8 +60,7 @@ def trained_folder(cfg: ExperimentConfig, corrupted, runtime: Runtime, work: Pat
     torch.manual_seed(cfg.train.seed)
     model = runtime.prepare(HFClassifier(hf_resnet(train.num_classes, train.channels)))
     start = time.perf_counter()
-    train_model(model, train, cfg.train, runtime, patch_size=cfg.corruption.patch_size,
-                desc=f"train HF ResNet {cfg.corruption.kind}")
+    train_model(model, train, cfg.train, runtime, desc=f"train HF ResNet {cfg.corruption.kind}")
     seconds = time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
     model.hf.cpu().save_pretrained(folder)

@@ -72,7 +72,7 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
               f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
-                     patch_size=cfg.corruption.patch_size, on_epoch=observe, **method_overrides(cfg, method))
+                     on_epoch=observe, **method_overrides(cfg, method))
     print(f"selected: {result.selected}, REM took {result.wall_time_s:.1f}s")
     return {"corruption": corruption, "trained": task.evaluate(task.model, forget),
             "rem": task.evaluate(result.model, forget), "wall": result.wall_time_s,

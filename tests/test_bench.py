@@ -20,7 +20,7 @@ import torch
 
 from rem_unlearn.bench import (BENCH_FORMAT, GRID_PRESETS, GridConfig, GridMismatchError, LocalEngine, ResultStore,
                                cell_key, expand, grid_preset, load_grid, run_grid)
-from rem_unlearn.bench import runner as bench_runner
+from rem_unlearn.bench import cell as bench_cell
 from rem_unlearn.config import ConfigError, load_config
 from rem_unlearn.methods import METHODS, Method, register_method
 from rem_unlearn.metrics import METRIC_NAMES
@@ -59,13 +59,13 @@ def smoke_run(cache_dir, tmp_path_factory):
 
 def _count_calls(monkeypatch) -> list:
     calls: list = []
-    real = bench_runner.run_cell
+    real = bench_cell.run_cell
 
     def counting(cell):
         calls.append(cell_key(cell))
         return real(cell)
 
-    monkeypatch.setattr(bench_runner, "run_cell", counting)
+    monkeypatch.setattr(bench_cell, "run_cell", counting)
     return calls
 
 
@@ -389,7 +389,8 @@ def test_source_commit_of_this_checkout(monkeypatch):
 
 def test_worker_with_other_code_fails_the_cell(tmp_path):
     cell = expand(smoke(tmp_path))[0]
-    record = bench_runner.run_cell(cell, key="0" * 20)  # the driver's key differs from the worker's
+    cell.__dict__["key"] = "0" * 20  # the key the driver computed with other code, carried with the cell
+    record = bench_cell.run_cell(cell, verify=True)
     assert record["status"] == "failed" and record["key"] == "0" * 20
     assert "CellKeyMismatchError" in record["error"] and "different code" in record["error"]
 

@@ -21,7 +21,7 @@ import rem_unlearn
 DRIVER = textwrap.dedent("""
     import os, sys, time
     import rem_unlearn.experiment as experiment
-    from rem_unlearn.bench import runner
+    from rem_unlearn.bench import cell as bench_cell
 
     counter = sys.argv[1]
 
@@ -29,19 +29,19 @@ DRIVER = textwrap.dedent("""
         with open(counter, "a") as f:
             f.write(line + "\\n")
 
-    real_save, real_run = experiment.save_checkpoint, runner.run_cell
+    real_save, real_run = experiment.save_checkpoint, bench_cell.run_cell
 
     def save_checkpoint(model, path, meta):
         time.sleep(1.0)  # a slow save: the other process is sure to want this model meanwhile
         log(f"model {os.getpid()} {path}")
         return real_save(model, path, meta)
 
-    def run_cell(cell, key=None):
-        log(f"cell {os.getpid()} {key or runner.cell_key(cell)}")
+    def run_cell(cell, verify=False):
+        log(f"cell {os.getpid()} {cell.key}")
         time.sleep(0.3)
-        return real_run(cell, key)
+        return real_run(cell, verify)
 
-    experiment.save_checkpoint, runner.run_cell = save_checkpoint, run_cell
+    experiment.save_checkpoint, bench_cell.run_cell = save_checkpoint, run_cell
     from rem_unlearn.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

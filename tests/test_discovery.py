@@ -78,7 +78,7 @@ def test_scorers_find_a_planted_backdoor(poison, scorer):
     model, data, ids = poison
     known = ids[:4]
     kwargs = {"epochs": 0.5} if scorer == "rem-transfer" else {}
-    result = discover(model, data, known, scorer, runtime=RUNTIME, patch_size=3, **kwargs)
+    result = discover(model, data, known, scorer, runtime=RUNTIME, **kwargs)
     assert torch.equal(torch.sort(result.ids[:len(known)]).values, known)  # the known ids come first
     assert sorted(result.ids.tolist()) == sorted(data.ids.tolist())
     assert unfound_rank_share(result, ids, known) >= 0.75

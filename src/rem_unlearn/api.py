@@ -10,16 +10,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import RuntimeConfig, TrainConfig, from_dict, to_dict
+from .config import P_MEM, RuntimeConfig, TrainConfig, from_dict, to_dict
 from .data.base import ImageDataset
 from .data.user import UserDataError
 from .ids import ForgetIdError, as_integers
 from .methods.base import UnlearnContext
 from .methods.registry import get_method, method_config
+from .metrics import known_data_accuracy
+from .models import discard, expand, gates
 from .models.expand import classifier_outputs
 from .training import Batcher, Runtime
 
-__all__ = ["ForgetIdError", "UnlearnResult", "forget_rows", "match_classes", "unlearn"]
+__all__ = ["ForgetIdError", "UnlearnResult", "UserModelResult", "forget_rows", "match_classes", "unlearn",
+           "unlearn_user_model"]
 
 
 @dataclass
@@ -92,7 +95,7 @@ def working_copy(model: nn.Module, train_set: ImageDataset, runtime: Runtime | R
 
 def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
             runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
-            oracle_ids=None, patch_size: int = 3, on_epoch=None, **overrides) -> UnlearnResult:
+            oracle_ids=None, on_epoch=None, **overrides) -> UnlearnResult:
     """Unlearn ``forget_ids`` from ``model``; the input model is never modified.
 
     ``overrides`` are fields of the method's config (e.g. ``epochs=5``,
@@ -105,7 +108,7 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
         raise ForgetIdError("the forget set covers the whole training set; nothing would be retained")
     working, train_set, runtime = working_copy(model, train_set, runtime)  # a clear error before any training
     ctx = UnlearnContext(working, train_set, rows, train_set.rows_except(rows), runtime, config,
-                         patch_size=patch_size, pretrain=pretrain,
+                         pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
                          on_epoch=on_epoch)
     torch.manual_seed(config.seed)
@@ -114,3 +117,45 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     wall = time.perf_counter() - start
     selected = next((row.get("at") for row in reversed(ctx.history) if row.get("event") == "selected"), None)
     return UnlearnResult(out.eval(), method, to_dict(config), ctx.history, wall, selected)
+
+
+@dataclass
+class UserModelResult:
+    """:func:`unlearn_user_model`'s outcome: the repaired model in the user's own architecture, and evidence."""
+
+    model: nn.Module  # the user's class, keys and shapes (with the capacity when ``keep_capacity``)
+    result: UnlearnResult  # the run on the expanded model (history, selection, config, time)
+    before: dict[str, float]  # forget/retain accuracy (stored labels) of the trained model
+    after: dict[str, float]  # the same for ``model``
+    expansion_report: dict[str, str] = field(default_factory=dict)  # layer -> how it got capacity ({} if gated)
+
+
+def unlearn_user_model(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
+                       runtime: Runtime | RuntimeConfig | dict | None = None, keep_capacity: bool = False,
+                       expand_layers: list[str] | None = None, expand_width: float = 0.5, p_mem: float = P_MEM,
+                       expand_seed: int = 0, expand_how: str = "auto", on_expand=None, on_epoch=None,
+                       **overrides) -> UserModelResult:
+    """Unlearn from a model trained without reserved capacity: ``expand``, unlearn, ``discard``.
+
+    A model that already has partition gates is used as it is.  The returned
+    model has the user's class, keys and shapes (unless ``keep_capacity``), so
+    their own code loads its state_dict.  The forget/retain accuracies before
+    and after are measured on the known data only.  ``on_expand(report)`` is called once
+    the capacity is in place, before the (long) unlearning run.
+    """
+    rows = forget_rows(train_set, forget_ids)
+    big, train_set, runtime = working_copy(model, train_set, runtime)
+    batcher = Batcher(train_set, runtime)
+    report: dict[str, str] = {}
+    if not gates(big):
+        x, _, _ = batcher.batch(torch.arange(min(2, len(train_set))), augment=False)
+        big = runtime.prepare(expand(big, layers=expand_layers, width=expand_width, p_mem=p_mem, seed=expand_seed,
+                                     example_input=x, how=expand_how))
+        report = big.expansion_report
+        if on_expand is not None:
+            on_expand(report)
+    before = known_data_accuracy(big, batcher, rows)
+    result = unlearn(big, train_set, forget_ids, method, runtime=runtime, on_epoch=on_epoch, **overrides)
+    final = result.model if keep_capacity else discard(result.model)
+    after = known_data_accuracy(runtime.prepare(final), batcher, rows)
+    return UserModelResult(final, result, before, after, report)

@@ -18,11 +18,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from .bench.cli import add_bench_parser
 from .config import (CORRUPTION_KINDS, DATASET_NAMES, ConfigError, ExperimentConfig, apply_overrides,
                      load_config, to_dict)
 from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, UserError
 from .files import PathError, check_input, check_output, check_writable_folder
 from .ids import read_ids
+from .tracking import add_tracking_args
 
 log = logging.getLogger("rem_unlearn")
 
@@ -48,15 +50,6 @@ def experiment_config(args) -> ExperimentConfig:
     if getattr(args, "device", None):
         overrides.append(f"runtime.device={args.device}")
     return load_config(ExperimentConfig, args.config, overrides, base=base)
-
-
-def add_log_args(p: argparse.ArgumentParser, default: str) -> None:
-    from .tracking import TRACKERS
-
-    g = p.add_argument_group("experiment tracking (optional extras; the JSON records stay the source of truth)")
-    g.add_argument("--log", choices=TRACKERS, help="also log to TensorBoard (rem-unlearn[tensorboard]) or MLflow "
-                                                  "(rem-unlearn[mlflow])")
-    g.add_argument("--log-dir", help=f"the tracker's local store (default: {default})")
 
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
@@ -91,20 +84,21 @@ def add_user_model_args(p: argparse.ArgumentParser):
     return g
 
 
-def checkpoint_config(meta: dict, path: str | Path) -> ExperimentConfig:
-    """The experiment a package checkpoint was trained or unlearned in (read from its sidecar)."""
-    from .checkpoint import CheckpointError
-    from .config import from_dict
+def experiment_of(args) -> tuple[ExperimentConfig, dict | None]:
+    """The experiment of ``--checkpoint``'s sidecar (and the sidecar), else of ``--preset``/``--config``/``--set``."""
+    from .experiment import checkpoint_experiment
 
-    if not isinstance(meta.get("config"), dict):
-        if "model" in meta:
-            raise CheckpointError(f"{path} was written by `unlearn --model` for your own model class "
-                                  f"({meta['model']}), not by a preset; load it with your own code (its sidecar "
-                                  "holds the forget/retain accuracy before and after)")
-        raise CheckpointError(f"{path}: its sidecar has no experiment config (not written by rem-unlearn)")
-    cfg = from_dict(ExperimentConfig, meta["config"])
-    cfg.validate()
-    return cfg
+    if args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
+        return checkpoint_experiment(args.checkpoint)
+    return experiment_config(args), None
+
+
+def model_of(args, task, meta: dict | None):
+    """The ``--checkpoint`` model when one was given, else the task's trained model."""
+    from .experiment import checkpoint_model
+
+    return task.model if meta is None else checkpoint_model(args.checkpoint, meta, task)
 
 
 def model_inputs(args) -> list[Path]:
@@ -161,25 +155,17 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .api import forget_rows
-    from .checkpoint import load_weights, read_meta
     from .experiment import prepare
     from .files import atomic_write_json
     from .metrics import format_table
 
     inputs = model_inputs(args)
-    if args.checkpoint:
-        check_input(args.checkpoint, "--checkpoint")
-        meta = read_meta(args.checkpoint)
-        cfg = checkpoint_config(meta, args.checkpoint)
-    else:
-        cfg = experiment_config(args)
+    cfg, meta = experiment_of(args)
     if args.json:
         check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
     forget = read_ids(args.forget_ids) if args.forget_ids else None
     task = prepare(cfg)
-    model = task.model
-    if args.checkpoint:
-        model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
+    model = model_of(args, task, meta)
     if forget is not None:
         forget_rows(task.corrupted.train, forget)
     metrics = task.evaluate(model, forget)
@@ -189,25 +175,6 @@ def cmd_evaluate(args) -> int:
         atomic_write_json(args.json, {"metrics": metrics, "config": to_dict(task.cfg)})
         print(f"metrics written to {args.json}")
     return 0
-
-
-def _model_from_meta(meta: dict, task):
-    """Rebuild the module a checkpoint was saved from (a partitioned or an exported model)."""
-    from .checkpoint import CheckpointError
-    from .models import ResNet9
-
-    arch = meta.get("arch")
-    cls = meta.get("class")
-    try:
-        if cls == "ResNet9" and arch:
-            return ResNet9(**arch)
-        if cls == "ViT" and arch:
-            from .models.vit import ViT
-
-            return ViT(**arch)
-    except (TypeError, ValueError) as exc:  # an arch record the class does not accept
-        raise CheckpointError(f"the checkpoint's sidecar describes a {cls} that cannot be built ({exc})") from exc
-    return type(task.model)(**task.model.arch)
 
 
 def cmd_data(args) -> int:
@@ -234,7 +201,6 @@ def cmd_data(args) -> int:
 
 def cmd_unlearn(args) -> int:
     from .api import forget_rows, unlearn
-    from .checkpoint import load_weights, read_meta
     from .experiment import method_overrides, prepare
     from .methods.registry import method_config
     from .metrics import format_table
@@ -248,26 +214,19 @@ def cmd_unlearn(args) -> int:
     inputs = model_inputs(args)
     if args.model or args.train_data or args.hf_model:
         return _unlearn_user_model(args, inputs, overrides)
-    if args.checkpoint:
-        check_input(args.checkpoint, "--checkpoint")
-        meta = read_meta(args.checkpoint)
-        cfg = checkpoint_config(meta, args.checkpoint)
-    else:
-        cfg = experiment_config(args)
+    cfg, meta = experiment_of(args)
     out = check_model_output(args.out, inputs, args.force, cfg.runtime.cache_dir)
     log_dir = _log_dir(args)
     forget = read_ids(args.forget_ids)
     task = prepare(cfg)
-    model = task.model
-    if args.checkpoint:
-        model = load_weights(_model_from_meta(meta, task), args.checkpoint)
+    model = model_of(args, task, meta)
     rows = forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
     params = {"command": "unlearn", "config": to_dict(task.cfg), "method": args.method,
               "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows)}
     with tracked(args.log, log_dir, f"unlearn_{args.method}_{cfg.corruption.kind}", params,
                  task.evaluate.train_batcher, rows) as observer:
         result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
-                         pretrain=task.cfg.train, patch_size=task.cfg.corruption.patch_size, on_epoch=observer,
+                         pretrain=task.cfg.train, on_epoch=observer,
                          **method_overrides(task.cfg, overrides))
         metrics = task.evaluate(result.model, forget)
         if observer is not None:
@@ -345,7 +304,7 @@ def _print_expansion(report: dict[str, str], prefix: str = "") -> None:
     from .models.expand import expansion_summary
 
     names = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in report.items()}
-    print(f"expand: {expansion_summary(names)}")
+    print(f"expand: {expansion_summary(names)}", flush=True)
 
 
 def _load_user_model(args):
@@ -403,12 +362,10 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     that ``transformers`` loads.  The number of classes is the model's number
     of outputs.
     """
-    from .api import forget_rows, unlearn
+    from .api import forget_rows, unlearn_user_model
     from .checkpoint import versions
     from .files import check_output_folder
     from .methods.registry import method_config
-    from .metrics import known_data_accuracy
-    from .models import discard, expand, gates
     from .tracking import tracked
     from .training import Batcher
 
@@ -422,30 +379,24 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     else:
         out = check_model_output(args.out, inputs, args.force)
     log_dir = _log_dir(args)
-    runtime, train, model, forget, kwargs, x = _load_user_model(args)
+    runtime, train, model, forget, kwargs, _ = _load_user_model(args)
     rows = forget_rows(train, forget)
-    batcher = Batcher(train, runtime)
     prefix = "hf." if hf else ""
-    report: dict[str, str] = {}
-    if gates(model):
-        big = model
-    else:
-        layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
-        big = expand(model, layers=layers, width=args.expand_width, p_mem=args.p_mem, seed=args.seed,
-                     example_input=x, how=args.expand_how)
-        report = big.expansion_report
-        _print_expansion(report, prefix)
-    before = known_data_accuracy(runtime.prepare(big), batcher, rows)
+    layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
     source = str(args.hf_model or args.model)
     params = {"command": "unlearn", "model": source, "train_data": str(args.train_data), "method": args.method,
               "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows),
               "expand": {"how": args.expand_how, "width": args.expand_width, "p_mem": args.p_mem,
                          "seed": args.seed}}
     with tracked(args.log, log_dir, f"unlearn_{args.method}_{Path(source.rpartition(':')[0] or source).name}",
-                 params, batcher, rows) as observer:
-        result = unlearn(big, train, forget, args.method, runtime=runtime, on_epoch=observer, **overrides)
-        final = result.model if args.keep_capacity else discard(result.model)
-        after = known_data_accuracy(runtime.prepare(final), batcher, rows)
+                 params, Batcher(train, runtime), rows) as observer:
+        repaired = unlearn_user_model(model, train, forget, args.method, runtime=runtime,
+                                      keep_capacity=args.keep_capacity, expand_layers=layers,
+                                      expand_width=args.expand_width, p_mem=args.p_mem, expand_seed=args.seed,
+                                      expand_how=args.expand_how,
+                                      on_expand=lambda report: _print_expansion(report, prefix),
+                                      on_epoch=observer, **overrides)
+        result, before, after = repaired.result, repaired.before, repaired.after
         if observer is not None:
             observer.finish(result.history, {f"after/{k}": v for k, v in after.items()})
     print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
@@ -455,14 +406,14 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
         return not_improved(args.method)
     meta = {"train_data": str(args.train_data), "method": args.method, "method_config": result.config,
             "forget_ids": forget.tolist(), "num_classes": train.num_classes, "before": before, "after": after,
-            "wall_time_s": result.wall_time_s, "expansion_report": report}
+            "wall_time_s": result.wall_time_s, "expansion_report": repaired.expansion_report}
     if hf:
         save_pretrained(result.model, out, {**meta, "mean": train.mean, "std": train.std, "versions": versions()},
                         force=args.force, inputs=inputs)
         print(f"unlearned model written to {out} (a save_pretrained folder; {result.wall_time_s:.1f}s)")
         return 0
-    save_model_output(final.cpu(), out, {"model": args.model, "model_kwargs": kwargs, **meta,
-                                         "source_checkpoint": str(args.checkpoint)}, inputs, args.force)
+    save_model_output(repaired.model.cpu(), out, {"model": args.model, "model_kwargs": kwargs, **meta,
+                                                  "source_checkpoint": str(args.checkpoint)}, inputs, args.force)
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
           f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
     return 0
@@ -471,7 +422,6 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
 def cmd_discover(args) -> int:
     """Rank every training id by how likely it shares the known ids' corruption; write the chosen ids."""
     from .api import forget_rows
-    from .checkpoint import load_weights, read_meta
     from .discovery import discover, make_scorer
     from .experiment import prepare
 
@@ -486,24 +436,17 @@ def cmd_discover(args) -> int:
     truth = None
     if args.model or args.hf_model or args.train_data:
         runtime, train, model, known, _, _ = _load_user_model(args)
-        pretrain, patch_size = None, 3
+        pretrain = None
     else:
-        if args.checkpoint:
-            meta = read_meta(args.checkpoint)
-            cfg = checkpoint_config(meta, args.checkpoint)
-        else:
-            cfg = experiment_config(args)
+        cfg, meta = experiment_of(args)
         known = read_ids(args.forget_ids)
         task = prepare(cfg)
-        model = task.model
-        if args.checkpoint:
-            model = task.runtime.prepare(load_weights(_model_from_meta(meta, task), args.checkpoint)).eval()
+        model = model_of(args, task, meta)
         train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
-        patch_size = cfg.corruption.patch_size
         forget_rows(train, known)  # validate before any work, nothing is written on error
         truth = task.corrupted.corrupted_ids
     result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,
-                      patch_size=patch_size, **overrides)
+                      **overrides)
     print(f"scorer {result.scorer}{' (' + result.info['chosen'] + ')' if 'chosen' in result.info else ''}: "
           f"{result.k} ids chosen ({len(result.known_ids)} known + {result.k - len(result.known_ids)} found; "
           f"rule: {result.rule}, estimated unfound corrupted samples: {result.estimated_size:.0f}) "
@@ -618,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "(default: %(default)s)")
     g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
-    add_log_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
+    add_tracking_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
     p.set_defaults(func=cmd_unlearn)
 
     p = command("discover", help="from a few known corrupted ids to a ranked list and a forget set")
@@ -644,12 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)
 
-    try:
-        from .bench.cli import add_bench_parser
-
-        add_bench_parser(sub, cmd_bench, parents=[common])
-    except ImportError:
-        pass
+    add_bench_parser(sub, cmd_bench, parents=[common])
     return parser
 
 

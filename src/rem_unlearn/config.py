@@ -64,11 +64,15 @@ class CorruptionConfig:
             raise ConfigError("corruption.patch_size must be positive")
 
 
+#: The paper's keep-probability of a memorisation unit: ETD pre-training and REM's redirection capacity.
+P_MEM = 0.2
+
+
 @dataclass
 class ModelConfig:
     arch: str = "resnet9"
     width: float = 0.5  # channel multiplier of the ResNet-9 (1.0 = the paper's 2.28M parameters)
-    variant: str = "capacity"  # "capacity": p_mem 0 in pre-training; "etd": p_mem 0.2
+    variant: str = "capacity"  # "capacity": p_mem 0 in pre-training; "etd": P_MEM
     p_fixed: float = 0.5
     mask_seed: int = 0
     # ViT only
@@ -82,7 +86,7 @@ class ModelConfig:
 
     @property
     def p_mem(self) -> float:
-        return 0.2 if self.variant == "etd" else 0.0
+        return P_MEM if self.variant == "etd" else 0.0
 
     def validate(self) -> None:
         _choice(self.arch, ARCHS, "model.arch")

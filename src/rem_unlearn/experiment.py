@@ -14,13 +14,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoint import cache_key, is_complete, load_weights, read_meta, save_checkpoint
-from .config import DataConfig, ExperimentConfig, _merge, to_dict
+from .checkpoint import CheckpointError, cache_key, is_complete, load_weights, read_meta, save_checkpoint
+from .config import DataConfig, ExperimentConfig, _merge, from_dict, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
 from .files import FileLock, check_writable_folder, remove_temp_files
 from .metrics import Evaluator
-from .models import build_model
+from .models import build_model, rebuild_model
 from .training import Runtime, train_model
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,34 @@ def _train(cfg: ExperimentConfig, corrupted: CorruptedData, test: ImageDataset, 
     torch.manual_seed(cfg.train.seed)
     model = runtime.prepare(build_model(cfg.model, c.channels, c.num_classes, c.image_size))
     start = time.perf_counter()
-    history = train_model(model, c, cfg.train, runtime, patch_size=cfg.corruption.patch_size,
+    history = train_model(model, c, cfg.train, runtime,
                           desc=f"train {cfg.corruption.kind}/{cfg.model.variant}")
     seconds = time.perf_counter() - start
     save_checkpoint(model, path, {"config": to_dict(cfg), "corrupted_ids": corrupted.corrupted_ids.tolist(),
                                   "corruption_info": corrupted.info, "train_seconds": seconds, "history": history})
     log.info("trained %s in %.1fs -> %s", cfg.corruption.kind, seconds, path)
     return Task(cfg, corrupted, test, model.eval(), runtime, path, seconds, history)
+
+
+def checkpoint_experiment(path: str | Path) -> tuple[ExperimentConfig, dict]:
+    """The experiment a package checkpoint was trained or unlearned in, and its sidecar."""
+    meta = read_meta(path)
+    if not isinstance(meta.get("config"), dict):
+        if "model" in meta:
+            raise CheckpointError(f"{path} was written by `unlearn --model` for your own model class "
+                                  f"({meta['model']}), not by a preset; load it with your own code (its sidecar "
+                                  "holds the forget/retain accuracy before and after)")
+        raise CheckpointError(f"{path}: its sidecar has no experiment config (not written by rem-unlearn)")
+    cfg = from_dict(ExperimentConfig, meta["config"])
+    cfg.validate()
+    return cfg, meta
+
+
+def checkpoint_model(path: str | Path, meta: dict, task: Task) -> nn.Module:
+    """The checkpoint's weights in the module they were saved from, on the task's device, in eval mode."""
+    try:
+        model = rebuild_model(meta.get("class"), meta.get("arch"), task.model)
+    except (TypeError, ValueError) as exc:  # an arch record the class does not accept
+        raise CheckpointError(f"the checkpoint's sidecar describes a {meta.get('class')} that cannot be built "
+                              f"({exc})") from exc
+    return task.runtime.prepare(load_weights(model, path)).eval()

@@ -59,12 +59,13 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         info = self.corrupted.info
-        self.train_batcher = Batcher(self.corrupted.train, self.runtime, patch_size=info.get("patch_size", 3))
+        self.train_batcher = Batcher(self.corrupted.train, self.runtime)
         test = self.test
         if self.corrupted.kind == "poison":
             # Every test image triggered; ASR and healed-test use those whose true class is not the target.
-            trig = replace(test, triggered=torch.ones(len(test), dtype=torch.bool))
-            self.triggered_batcher = Batcher(trig, self.runtime, patch_size=info["patch_size"])
+            trig = replace(test, triggered=torch.ones(len(test), dtype=torch.bool),
+                           trigger_size=self.corrupted.train.trigger_size)
+            self.triggered_batcher = Batcher(trig, self.runtime)
             self.non_target = test.labels != info["target_class"]
             # The official healed: as many random training images as there are poisoned ones, triggered.
             n = len(self.corrupted.corrupted_ids)

@@ -20,6 +20,7 @@ unless told otherwise, and recommends SQLite).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -254,3 +255,11 @@ def log_record(kind: str, log_dir: str | Path, record: Mapping[str, Any]) -> Non
         run.log_params({"cell": cell, "config": record.get("config") or {}, "command": record.get("command"),
                         "commit": record.get("commit"), "versions": record.get("versions") or {}})
         run.log_metrics({**(record.get("metrics") or {}), "wall_time_s": record.get("wall_time_s")}, 0)
+
+
+def add_tracking_args(p: argparse.ArgumentParser, default: str) -> None:
+    """The ``--log``/``--log-dir`` options of ``unlearn`` and ``bench`` (``default``: where runs go)."""
+    g = p.add_argument_group("experiment tracking (optional extras; the JSON records stay the source of truth)")
+    g.add_argument("--log", choices=TRACKERS, help="also log to TensorBoard (rem-unlearn[tensorboard]) or MLflow "
+                                                  "(rem-unlearn[mlflow])")
+    g.add_argument("--log-dir", help=f"the tracker's local store (default: {default})")

@@ -74,7 +74,7 @@ class Batcher:
     """Ready model inputs from an :class:`ImageDataset` held on the device."""
 
     def __init__(self, data: ImageDataset, runtime: Runtime, *, augment: bool = False, crop_padding: int = 2,
-                 patch_size: int = 3, seed: int = 0):
+                 seed: int = 0):
         self.data, self.runtime = data, runtime
         dev = runtime.device
         self.images = data.images.to(dev)
@@ -84,7 +84,7 @@ class Batcher:
         self.mean = torch.tensor(data.mean, device=dev)
         self.std = torch.tensor(data.std, device=dev)
         self.trigger_value = max_normalized_value(data.mean, data.std)
-        self.augment, self.crop_padding, self.patch_size = augment, crop_padding, patch_size
+        self.augment, self.crop_padding = augment, crop_padding
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def batch(self, rows: torch.Tensor, *, augment: bool | None = None,
@@ -96,7 +96,7 @@ class Batcher:
         x = normalize(imgs, self.mean, self.std)
         trig = self.triggered[rows] if triggered is None else triggered.to(x.device)
         if bool(trig.any()):
-            x = stamp_trigger(x, trig, self.patch_size, self.trigger_value)
+            x = stamp_trigger(x, trig, self.data.trigger_size, self.trigger_value)
         if self.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[rows], self.ids[rows]
@@ -204,7 +204,7 @@ def progress(iterable, total: int | None, desc: str, runtime: Runtime):
 
 
 def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime: Runtime, *,
-                patch_size: int = 3, desc: str = "train", max_steps: int | None = None) -> list[dict]:
+                desc: str = "train", max_steps: int | None = None) -> list[dict]:
     """Pre-train ``model`` on ``train`` (all rows) with per-example masks; returns the loss history.
 
     The last epoch's model is kept: the official code picks the best *test*
@@ -213,7 +213,7 @@ def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime
     """
     torch.manual_seed(cfg.seed)
     batcher = Batcher(train, runtime, augment=cfg.augment, crop_padding=cfg.crop_padding,
-                      patch_size=patch_size, seed=cfg.seed)
+                      seed=cfg.seed)
     steps_per_epoch = math.ceil(len(train) / cfg.optim.batch_size)
     total = steps_per_epoch * cfg.epochs if max_steps is None else min(max_steps, steps_per_epoch * cfg.epochs)
     trainer = Trainer(model, cfg.optim, total, runtime, what=desc)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from .engines import EngineUnavailableError, LocalEngine, RayEngine, make_engine
 from .grid import (BENCH_FORMAT, GRID_PRESETS, REM_ABLATIONS, Cell, GridConfig, cell_key, expand, grid_preset,
                    load_grid)
-from .runner import pretrain_all, run_cell, run_grid
+from .cell import run_cell
+from .runner import pretrain_all, run_grid
 from ..report.records import record_problem
 from .store import GridMismatchError, ResultStore
 

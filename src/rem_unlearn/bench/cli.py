@@ -60,9 +60,9 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record is a failure")
     p.add_argument("--force", action="store_true",
                    help="reuse a results folder made by another grid or format (its other records are ignored)")
-    from ..cli import add_log_args
+    from ..tracking import add_tracking_args
 
-    add_log_args(p, "RESULTS/runs (tensorboard) or RESULTS/mlflow.db (mlflow)")
+    add_tracking_args(p, "RESULTS/runs (tensorboard) or RESULTS/mlflow.db (mlflow)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="grid overrides, e.g. methods=[rem,ga] discovery_rates=[0.5,1.0] unlearn.epochs=3")
     p.set_defaults(func=func)

@@ -22,8 +22,8 @@ import torch
 
 from ..config import ConfigError
 from ..errors import UserError
-from . import runner
-from .grid import Cell, cell_key
+from . import cell as bench_cell  # by module, so that tests can stand in for run_cell
+from .grid import Cell
 
 
 class EngineUnavailableError(UserError, ImportError):
@@ -67,7 +67,7 @@ class LocalEngine:
         _set_threads(self.threads)
         try:
             for cell in cells:
-                yield runner.run_cell(cell)
+                yield bench_cell.run_cell(cell)
         finally:
             torch.set_num_threads(before)
 
@@ -75,7 +75,7 @@ class LocalEngine:
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_set_threads, initargs=(self.threads,))
         try:
-            yield from bounded(cells, self.workers, lambda cell: pool.submit(runner.run_cell, cell, cell_key(cell)),
+            yield from bounded(cells, self.workers, lambda cell: pool.submit(bench_cell.run_cell, cell, True),
                                _wait_futures, lambda fut: fut.result(), "worker process failed")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -111,7 +111,7 @@ def bounded(cells: Iterator[Cell], slots: int, submit: Callable[[Cell], Any], wa
             try:
                 record = result(handle)
             except Exception:  # the worker died (e.g. killed for memory) or the cell could not be sent
-                record = runner.failed_record(cell, f"{what}:\n" + traceback.format_exc())
+                record = bench_cell.failed_record(cell, f"{what}:\n" + traceback.format_exc())
             yield record
         fill()
 
@@ -125,11 +125,11 @@ def import_ray():
     return ray
 
 
-def _ray_cell(cell: Cell, key: str, threads: int | None) -> dict[str, Any]:
+def _ray_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
     _set_threads(threads)
-    from rem_unlearn.bench import runner as worker_runner
+    from rem_unlearn.bench.cell import run_cell as worker_run_cell
 
-    return worker_runner.run_cell(cell, key)
+    return worker_run_cell(cell, verify=True)
 
 
 class RayEngine:
@@ -183,7 +183,7 @@ class RayEngine:
         submitted: list = []
 
         def submit(cell: Cell):
-            submitted.append(task.remote(cell, cell_key(cell), self.threads))
+            submitted.append(task.remote(cell, self.threads))
             return submitted[-1]
 
         def wait_any(pending: list) -> tuple[list, list]:

@@ -15,6 +15,7 @@ result, so a results folder can be resumed safely.
 from __future__ import annotations
 
 import copy
+from functools import cached_property
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,6 +232,16 @@ class Cell:
             fields.update(discovery_mode=self.discovery_mode, scorer=self.scorer)
         return fields
 
+    @cached_property
+    def resolved_method(self) -> dict[str, Any]:
+        """The method's whole config (its defaults under the cell's overrides), resolved once per cell."""
+        return method_config(self.method, self.overrides)
+
+    @cached_property
+    def key(self) -> str:
+        """The cell's record key (:func:`cell_key`), computed once; it travels with the cell to workers."""
+        return cell_key(self)
+
     def label(self) -> str:
         scorer = f" <- {self.scorer}" if self.detected else ""
         variant = "" if self.variant == "capacity" else " " + self.variant
@@ -254,7 +265,7 @@ def cell_key(cell: Cell) -> str:
         "experiment": keyed_experiment(cell.experiment),
         "method": cell.method,
         "method_overrides": cell.overrides,
-        "method_config": method_config(cell.method, cell.overrides),
+        "method_config": cell.resolved_method,
         "discovery_rate": float(cell.discovery_rate),
         "seed": cell.seed,
     }

@@ -18,7 +18,7 @@ class CorruptedData:
     true_labels: torch.Tensor  # aligned with train rows
     corrupted_ids: torch.Tensor  # sorted sample ids
     kind: str
-    info: dict = field(default_factory=dict)  # class_pair, target_class, patch_size, ...
+    info: dict = field(default_factory=dict)  # class_pair, target_class, ...
 
     @property
     def corrupted_rows(self) -> torch.Tensor:

@@ -29,6 +29,5 @@ def poison_trigger(train: ImageDataset, cfg: CorruptionConfig) -> CorruptedData:
     rows = choose(torch.nonzero(train.labels != t).flatten(), count, g, "poisoning (non-target classes)")
     labels, triggered = train.labels.clone(), train.triggered.clone()
     labels[rows], triggered[rows] = t, True
-    return CorruptedData(replace(train, labels=labels, triggered=triggered), train.labels.clone(),
-                         torch.sort(train.ids[rows]).values, "poison",
-                         {"target_class": t, "patch_size": cfg.patch_size})
+    return CorruptedData(replace(train, labels=labels, triggered=triggered, trigger_size=cfg.patch_size),
+                         train.labels.clone(), torch.sort(train.ids[rows]).values, "poison", {"target_class": t})

@@ -30,8 +30,10 @@ class ImageDataset:
     std: tuple[float, ...]
     class_names: tuple[str, ...] = ()
     flip: bool = True  # horizontal flips are a valid augmentation (not for digits)
-    # Samples whose image carries the poison trigger (stamped after augmentation).
+    # Samples whose image carries the poison trigger (stamped after augmentation), and the side of that
+    # square patch in pixels: the trigger travels with the data it marks (0: no trigger).
     triggered: torch.Tensor | None = field(default=None, repr=False)  # bool (N,)
+    trigger_size: int = 0
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -43,6 +45,9 @@ class ImageDataset:
         self.ids = self.ids.long()
         if self.triggered is None:
             self.triggered = torch.zeros(n, dtype=torch.bool)
+        if not 0 <= self.trigger_size <= min(self.images.shape[2:]):
+            raise ValueError(f"{self.name}: trigger_size must be in 0..{min(self.images.shape[2:])}, "
+                             f"got {self.trigger_size}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"{self.name}: mean/std need one value per channel ({self.channels})")
 

@@ -59,7 +59,7 @@ class DiscoveryResult:
 
 def discover(model: nn.Module, train_set: ImageDataset, known_ids, scorer: str = "auto", budget: int | None = None,
              *, runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
-             patch_size: int = 3, **overrides) -> DiscoveryResult:
+             **overrides) -> DiscoveryResult:
     """Rank every training id by how likely it belongs to the corruption of ``known_ids``.
 
     Uses only what is known at unlearning time: ``model``, ``train_set`` as
@@ -70,13 +70,13 @@ def discover(model: nn.Module, train_set: ImageDataset, known_ids, scorer: str =
     modified.  Unknown, duplicated or empty ids get the errors of ``unlearn``.
     """
     make_scorer(scorer, overrides)  # a bad name, key or missing extra: before any work
-    ctx = discovery_context(model, train_set, known_ids, runtime=runtime, pretrain=pretrain, patch_size=patch_size)
+    ctx = discovery_context(model, train_set, known_ids, runtime=runtime, pretrain=pretrain)
     return rank(ctx, scorer, budget, **overrides)
 
 
 def discovery_context(model: nn.Module, train_set: ImageDataset, known_ids, *,
-                      runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
-                      patch_size: int = 3) -> DiscoveryContext:
+                      runtime: Runtime | RuntimeConfig | dict | None = None,
+                      pretrain: TrainConfig | None = None) -> DiscoveryContext:
     """The validated inputs of a discovery; several scorers can :func:`rank` on one (features are shared)."""
     from ..api import forget_rows, working_copy
 
@@ -84,7 +84,7 @@ def discovery_context(model: nn.Module, train_set: ImageDataset, known_ids, *,
     if len(known_rows) == len(train_set):
         raise ConfigError("every training id is known; there is nothing left to discover")
     model, train_set, runtime = working_copy(model, train_set, runtime)  # the caller's model stays as it is
-    return DiscoveryContext(model.eval(), train_set, known_rows, runtime, patch_size=patch_size, pretrain=pretrain)
+    return DiscoveryContext(model.eval(), train_set, known_rows, runtime, pretrain=pretrain)
 
 
 def rank(ctx: DiscoveryContext, scorer: str = "auto", budget: int | None = None, **overrides) -> DiscoveryResult:

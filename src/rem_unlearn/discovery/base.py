@@ -60,11 +60,10 @@ class DiscoveryContext:
     train: ImageDataset  # D_tr as stored
     known_rows: torch.Tensor  # rows of the known corrupted ids
     runtime: Runtime
-    patch_size: int = 3
     pretrain: TrainConfig | None = None  # the model's training recipe, when known (confident learning uses it)
 
     def __post_init__(self) -> None:
-        self.batcher = Batcher(self.train, self.runtime, patch_size=self.patch_size)
+        self.batcher = Batcher(self.train, self.runtime)
         self.cache: dict = {}  # work scorers share within one discovery (e.g. REM runs), by key
 
     @cached_property

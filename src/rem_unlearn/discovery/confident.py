@@ -93,7 +93,7 @@ class ConfidentLearning(Scorer):
             torch.manual_seed(cfg.seed + i)
             model = ctx.runtime.prepare(fresh_copy(ctx.model))
             train_model(model, ctx.train.subset(everything[~torch.isin(everything, held)]),
-                        replace(recipe, seed=cfg.seed + i), ctx.runtime, patch_size=ctx.patch_size,
+                        replace(recipe, seed=cfg.seed + i), ctx.runtime,
                         desc=f"confident learning fold {i + 1}/{cfg.folds}")
             probs[held] = probabilities(model, ctx.batcher, held)
         ctx.cache[key] = probs

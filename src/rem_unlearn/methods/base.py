@@ -63,7 +63,6 @@ class UnlearnContext:
     retain_rows: torch.Tensor
     runtime: Runtime
     config: UnlearnConfig
-    patch_size: int = 3
     pretrain: TrainConfig | None = None  # the recipe of the trained model (Retrain uses it)
     oracle_ids: torch.Tensor | None = None  # all corrupted ids; only REM-IDEAL may read them
     on_epoch: Callable[[nn.Module, str], None] | None = None  # observer (diagnostics), never used for selection
@@ -72,8 +71,8 @@ class UnlearnContext:
     def __post_init__(self) -> None:
         cfg = self.config
         self.batcher = Batcher(self.train, self.runtime, augment=cfg.augment, crop_padding=cfg.crop_padding,
-                               patch_size=self.patch_size, seed=cfg.seed)
-        self.eval_batcher = Batcher(self.train, self.runtime, patch_size=self.patch_size)
+                               seed=cfg.seed)
+        self.eval_batcher = Batcher(self.train, self.runtime)
         self.all_rows = torch.arange(len(self.train))
         self.forget_ids = self.train.ids[self.forget_rows]
 

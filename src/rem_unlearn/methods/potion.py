@@ -34,13 +34,13 @@ class PotionConfig(UnlearnConfig):
 
 
 @register_method("potion")
-class Potion(Method):
+class Potion(Method[PotionConfig]):
     Config = PotionConfig
     summary = "Adaptive label-free synaptic dampening (Schoepf et al. 2024)."
     gradient_based = False
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: PotionConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model = ctx.model
         imp_r = importances(ctx, model, ctx.retain_rows, logit_norm, reduce="abs")
         imp_f = importances(ctx, model, ctx.forget_rows, logit_norm, reduce="abs")

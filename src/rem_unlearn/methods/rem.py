@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..config import ConfigError
+from ..config import P_MEM, ConfigError
 from ..models import redirection_masks
 from ..models.gates import partition, partition_state
 from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm, run_epoch
@@ -36,7 +36,7 @@ from .registry import register_method
 @dataclass
 class REMConfig(UnlearnConfig):
     beta: float = 1.0
-    p_mem: float = 0.2  # keep-probability of a theta_o2 unit when the model has p_mem 0
+    p_mem: float = P_MEM  # keep-probability of a theta_o2 unit when the model has p_mem 0
     max_flush_epochs: int = 100
     round_steps: int | None = None  # repair steps per round (None: one pass over D_tr, as in the paper)
     num_shared_masks: int = 1
@@ -89,13 +89,13 @@ def fresh_capacity(ctx: UnlearnContext, model: nn.Module) -> int:
 
 
 @register_method("rem")
-class REM(Method):
+class REM(Method[REMConfig]):
     Config = REMConfig
     summary = "Redirect corrupted data into extra capacity, then drop it (Schoepf et al. 2025)."
 
     @property
     def cfg(self) -> REMConfig:
-        return self.config  # type: ignore[return-value]
+        return self.config
 
     def removal_loss(self, ce: torch.Tensor, ce_ref: torch.Tensor) -> torch.Tensor:
         return -ce if self.cfg.removal == "ga" else npo_removal(ce, ce_ref, self.cfg.beta)

@@ -43,12 +43,12 @@ class RetrainConfig(UnlearnConfig):
 
 
 @register_method("retrain")
-class Retrain(Method):
+class Retrain(Method[RetrainConfig]):
     Config = RetrainConfig
     summary = "Re-initialise and train on D_r only; the final model is returned (no test-set selection)."
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: RetrainConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model = ctx.fresh_model()
         retain = ctx.train.subset(ctx.retain_rows)  # ids follow the subset, so per-example masks do too
         if ctx.pretrain is not None:
@@ -64,7 +64,7 @@ class Retrain(Method):
             recipe = TrainConfig(optim=optim, epochs=max(1, math.ceil(ctx.budget / per_epoch)), augment=cfg.augment,
                                  crop_padding=cfg.crop_padding, seed=cfg.seed)
             max_steps = ctx.budget
-        history = train_model(model, retain, recipe, ctx.runtime, patch_size=ctx.patch_size, desc="retrain",
+        history = train_model(model, retain, recipe, ctx.runtime, desc="retrain",
                               max_steps=max_steps)
         for row in history:
             ctx.log(event="retrain", **row)

@@ -45,13 +45,13 @@ class SSDConfig(UnlearnConfig):
 
 
 @register_method("ssd")
-class SSD(Method):
+class SSD(Method[SSDConfig]):
     Config = SSDConfig
     summary = "Dampen parameters far more important to D_f than to D_tr (Foster et al. 2024)."
     gradient_based = False
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg: SSDConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         model = ctx.model
         imp_f = importances(ctx, model, ctx.forget_rows, ce_objective, reduce="square")
         ref_rows = ctx.all_rows if cfg.reference == "train" else ctx.retain_rows

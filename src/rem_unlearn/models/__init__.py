@@ -43,6 +43,22 @@ def build_model(cfg: ModelConfig, in_channels: int, num_classes: int, image_size
     return model
 
 
+def rebuild_model(cls: str | None, arch: dict | None, like: nn.Module) -> nn.Module:
+    """The module a checkpoint was saved from, by the class name and ``arch`` its sidecar records.
+
+    Partitioned models (ResNet9, ViT) are rebuilt from ``arch``; an exported plain model
+    (``discard`` of one) has the class of ``like``, the task's model, built from its own ``arch``.
+    A record the class does not accept raises ``TypeError`` or ``ValueError``.
+    """
+    if cls == "ResNet9" and arch:
+        return ResNet9(**arch)
+    if cls == "ViT" and arch:
+        from .vit import ViT
+
+        return ViT(**arch)
+    return type(like)(**like.arch)
+
+
 def redirection_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """Boolean masks over every parameter: True where the entry belongs to theta_o2 alone.
 
@@ -78,6 +94,6 @@ def discard(model: nn.Module) -> nn.Module:
     return fn()
 
 
-__all__ = ["build_model", "discard", "redirection_masks", "expand", "discard_expansion", "check_classifier", "is_expanded", "ResNet9",
+__all__ = ["build_model", "rebuild_model", "discard", "redirection_masks", "expand", "discard_expansion", "check_classifier", "is_expanded", "ResNet9",
            "ResNet18", "SmallCNN", "PartitionGate", "PartitionState", "gates", "partition", "partition_state",
            "share_state"]

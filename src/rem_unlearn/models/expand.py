@@ -31,6 +31,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..config import P_MEM
 from ..errors import UserError
 from .gates import PartitionGate, PartitionState, gates, share_state
 
@@ -177,7 +178,7 @@ HOW = ("auto", "widen", "branch")
 ROOT = "(model)"  # the report's name for parameters that the model itself holds
 
 
-def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = 0.2,
+def expand(model: nn.Module, layers: str | Iterable[str] | None = None, width: float = 0.5, p_mem: float = P_MEM,
            seed: int = 0, *, example_input: torch.Tensor | None = None, num_classes: int | None = None,
            how: str = "auto") -> nn.Module:
     """A deep copy of ``model`` with redirection capacity; ``model`` itself is never modified.

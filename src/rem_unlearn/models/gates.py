@@ -20,7 +20,7 @@ official code whose shared mask id 0 collides with sample 0 (docs/paper.md §9.6
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -65,9 +65,13 @@ class PartitionState:
     mode: str = "drop"
     ids: torch.Tensor | None = None
     shared_ids: torch.Tensor | None = None  # sorted int64
+    keys: torch.Tensor | None = field(default=None, repr=False)  # mask keys of ``ids``, once per batch
 
     def mask_keys(self) -> torch.Tensor:
-        """Per-example mask keys: the sample id, or a reserved key for shared ids."""
+        """Per-example mask keys: the sample id, or a reserved key for shared ids (computed once per
+        :func:`partition` block, then read by every gate)."""
+        if self.keys is not None:
+            return self.keys
         if self.ids is None:
             raise RuntimeError(f"partition mode '{self.mode}' needs sample ids: use `with partition(model, '{self.mode}', ids=...)`")
         keys = self.ids.to(torch.int64)
@@ -75,6 +79,7 @@ class PartitionState:
             shared = torch.isin(keys, self.shared_ids.to(keys.device))
             slot = keys % self.num_shared_masks
             keys = torch.where(shared, _M32 - slot, keys)
+        self.keys = keys
         return keys
 
 
@@ -159,11 +164,11 @@ def partition(model: nn.Module, mode: str, ids: torch.Tensor | None = None,
     if mode not in MODES:
         raise ValueError(f"unknown partition mode {mode!r}; choose from {MODES}")
     state = partition_state(model)
-    saved = (state.mode, state.ids, state.shared_ids)
-    state.mode, state.ids = mode, ids
+    saved = (state.mode, state.ids, state.shared_ids, state.keys)
+    state.mode, state.ids, state.keys = mode, ids, None
     if shared_ids is not None:
         state.shared_ids = torch.unique(torch.as_tensor(shared_ids, dtype=torch.long))
     try:
         yield state
     finally:
-        state.mode, state.ids, state.shared_ids = saved
+        state.mode, state.ids, state.shared_ids, state.keys = saved

@@ -18,7 +18,7 @@ def plot_corrupted_examples(corrupted: CorruptedData, path: str | Path, n: int =
     train = corrupted.train
     rows = corrupted.corrupted_rows[:n]
     images = train.images[rows].clone()
-    patch = corrupted.info.get("patch_size", 0)
+    patch = train.trigger_size
     if corrupted.kind == "poison" and patch:
         images[:, :, -patch:, -patch:] = 255
     names = train.class_names or tuple(str(i) for i in range(train.num_classes))
