@@ -41,7 +41,7 @@ def planted(kind: str):
     if kind == "poison":
         triggered = data.triggered.clone()
         labels[rows], triggered[rows] = 0, True
-        data = replace(data, labels=labels, triggered=triggered)
+        data = replace(data, labels=labels, triggered=triggered, trigger_size=3)
     else:
         labels[rows] = (labels[rows] + torch.randint(1, 4, (len(rows),), generator=g)) % 4
         data = replace(data, labels=labels)

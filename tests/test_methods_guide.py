@@ -23,8 +23,8 @@ def relabel_module(monkeypatch):
     from rem_unlearn.methods import METHODS
 
     module = types.ModuleType("relabel")
+    monkeypatch.setitem(sys.modules, "relabel", module)  # as `import relabel` would: dataclasses look it up
     exec(compile(guide_blocks()[0], "docs/methods.md", "exec"), module.__dict__)
-    monkeypatch.setitem(sys.modules, "relabel", module)
     yield module
     METHODS.pop("relabel", None)
 

@@ -48,6 +48,8 @@ class ImageDataset:
         if not 0 <= self.trigger_size <= min(self.images.shape[2:]):
             raise ValueError(f"{self.name}: trigger_size must be in 0..{min(self.images.shape[2:])}, "
                              f"got {self.trigger_size}")
+        if self.trigger_size == 0 and bool(self.triggered.any()):
+            raise ValueError(f"{self.name}: samples are marked triggered but trigger_size is 0 (no patch to stamp)")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"{self.name}: mean/std need one value per channel ({self.channels})")
 
