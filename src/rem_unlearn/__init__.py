@@ -10,13 +10,14 @@ __version__ = "0.1.0"
 _LAZY = {
     # practitioners
     "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
+    "unlearn_user_model": "api", "UserModelResult": "api",
     "discover": "discovery", "DiscoveryResult": "discovery",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",
     # Hugging Face image classifiers (the optional extra rem-unlearn[hf])
     "from_pretrained": "models.hf", "save_pretrained": "models.hf",
-    # researchers: a method is a config dataclass plus a run(ctx)
-    "Method": "methods", "UnlearnConfig": "methods", "UnlearnContext": "methods",
+    # researchers: a method is a config dataclass plus a loss (EpochMethod) or a run(ctx) (Method)
+    "Method": "methods", "EpochMethod": "methods", "UnlearnConfig": "methods", "UnlearnContext": "methods",
     "register_method": "methods", "method_names": "methods",
     "register_scorer": "discovery", "scorer_names": "discovery",
 }
