@@ -117,11 +117,12 @@ def model_inputs(args) -> list[Path]:
 def check_model_output(out: str | Path, inputs: list[Path], force: bool, cache_dir: str | None = None) -> Path:
     """``--out`` and its JSON sidecar: a ``.safetensors`` path that is no input, no folder and not taken."""
     from .checkpoint import sidecar_path
+    from .experiment import models_dir
 
     out = check_output(out, "--out", suffixes=MODEL_SUFFIXES, inputs=inputs, force=force)
     check_output(sidecar_path(out), f"--out {out}: its sidecar", inputs=inputs, force=force)
     if cache_dir:
-        models = os.path.realpath(Path(cache_dir).expanduser() / "models")
+        models = os.path.realpath(models_dir(cache_dir))
         if os.path.realpath(out).startswith(models + os.sep):
             raise PathError(f"--out {out} is inside the model cache {models}; choose a path outside it")
     return out

@@ -72,10 +72,15 @@ def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
                       "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": cfg.runtime.precision})
 
 
+def models_dir(cache_dir: str | Path) -> Path:
+    """The folder of trained models under a ``runtime.cache_dir``."""
+    return Path(cache_dir).expanduser() / "models"
+
+
 def model_path(cfg: ExperimentConfig, fingerprint: str | None = None) -> Path:
     """Where the trained model of ``cfg`` is cached (``fingerprint`` defaults to the data's)."""
     key = model_key(cfg, fingerprint or data_fingerprint(cfg.data))
-    return Path(cfg.runtime.cache_dir).expanduser() / "models" / key / "model.safetensors"
+    return models_dir(cfg.runtime.cache_dir) / key / "model.safetensors"
 
 
 def is_cached(cfg: ExperimentConfig) -> bool:

@@ -1,0 +1,98 @@
+"""REM's stopping rule against running every round, on the capacity model of the embedded default.
+
+Runs REM for all rounds of the paper's 10-round budget (``patience=None``) on each
+(corruption, discovery rate) cell, scores the model after every round on the test
+metrics (for this study only: REM's own selection never sees them), and appends
+one JSON line per cell to ``--out``.  It then replays REM's test-free rule on the
+recorded proxies -- stop after ``patience`` rounds without a better proxy, once D_f
+is at or below gamma -- and prints, per cell, the score of the round the proxy
+keeps with the rule and with every round, and how many rounds the rule runs.
+
+    .venv/bin/python experiments/rem_rounds.py --out rounds.jsonl        # 12 cells, about 40 min
+    .venv/bin/python experiments/rem_rounds.py --replay rounds.jsonl     # the table again, no training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from rem_unlearn import unlearn
+from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.corruptions import discover
+from rem_unlearn.experiment import prepare
+from rem_unlearn.presets import experiment_preset
+
+
+def record_cell(task, corruption: str, rate: float) -> dict:
+    scores: dict[str, dict] = {}
+    forget = discover(task.corrupted.corrupted_ids, rate, seed=0)
+    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, epochs=10,
+                     patience=None, on_epoch=lambda model, label: scores.update({label: task.evaluate(model)}))
+    proxies = {h["at"]: h for h in result.history if h.get("event") == "proxy"}
+    return {"corruption": corruption, "rate": rate, "wall": result.wall_time_s,
+            "per_round": [{"label": label, "score": scores[label]["score"], "proxy": proxies[label]["proxy"],
+                           "removing": proxies[label]["removing"]} for label in scores]}
+
+
+def stop_after(per_round: list[dict], patience: int | None, gamma: float = 0.2) -> int:
+    """The number of rounds REM's rule runs (``per_round[0]`` is the start, then one entry per round)."""
+    best, stale = per_round[0]["proxy"], 0
+    for i, row in enumerate(per_round[1:], 1):
+        stale = 0 if row["proxy"] > best else stale + 1
+        best = max(best, row["proxy"])
+        if patience is not None and stale >= patience and row["removing"] <= gamma:
+            return i
+    return len(per_round) - 1
+
+
+def kept_score(per_round: list[dict], rounds: int) -> float:
+    """The score of the round with the best proxy among the start and the first ``rounds`` rounds."""
+    return max(per_round[:rounds + 1], key=lambda row: row["proxy"])["score"]
+
+
+def replay(rows: list[dict], patience: int = 1) -> str:
+    lines = ["| corruption | rate | rounds run (rule) | score (rule) | score (all 10 rounds) | difference |",
+             "|---|---:|---:|---:|---:|---:|"]
+    diffs, counts = [], []
+    for row in rows:
+        per = row["per_round"]
+        n = stop_after(per, patience)
+        rule, full = kept_score(per, n), kept_score(per, len(per) - 1)
+        diffs.append(rule - full)
+        counts.append(n)
+        lines.append(f"| {row['corruption']} | {row['rate']:g} | {n} | {rule:.1f} | {full:.1f} | {rule - full:+.1f} |")
+    lines.append(f"\nmean difference {statistics.mean(diffs):+.2f}, worst {min(diffs):+.1f}; "
+                 f"mean rounds {statistics.mean(counts):.1f} of 10")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corruptions", default="poison,interclass,random")
+    p.add_argument("--rates", default="0.1,0.25,0.5,1.0")
+    p.add_argument("--out", help="append one JSON line per cell here")
+    p.add_argument("--replay", help="print the table from recorded JSON lines, no training")
+    p.add_argument("--patience", type=int, default=1)
+    a = p.parse_args()
+    if a.replay:
+        rows = [json.loads(line) for line in open(a.replay)]
+    else:
+        if not a.out:
+            p.error("give --out (to record) or --replay")
+        rows = []
+        for corruption in a.corruptions.split(","):
+            cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
+                              overrides=[f"corruption.kind={corruption}", "runtime.progress=false"])
+            task = prepare(cfg)
+            for rate in (float(r) for r in a.rates.split(",")):
+                rows.append(record_cell(task, corruption, rate))
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
+                print(json.dumps(rows[-1]), flush=True)
+    print(replay(rows, a.patience))
+
+
+if __name__ == "__main__":
+    main()
