@@ -309,8 +309,8 @@ def _print_expansion(report: dict[str, str], prefix: str = "") -> None:
 
 
 def _load_user_model(args):
-    """``(runtime, train, model, forget, kwargs, x)`` of a user's ``--model`` or ``--hf-model`` (``x``: two
-    training images); the forget ids are validated against the training set before the model is built."""
+    """``(runtime, train, model, forget, kwargs)`` of a user's ``--model`` or ``--hf-model``; the forget ids are
+    validated against the training set before the model is built."""
     from dataclasses import replace
 
     import torch
@@ -350,7 +350,7 @@ def _load_user_model(args):
     x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
     if hf:
         model.check_images(train.channels, train.image_size, x)
-    return runtime, match_classes(model, x, train), model, forget, kwargs, x
+    return runtime, match_classes(model, x, train), model, forget, kwargs
 
 
 def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
@@ -380,7 +380,7 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
     else:
         out = check_model_output(args.out, inputs, args.force)
     log_dir = _log_dir(args)
-    runtime, train, model, forget, kwargs, _ = _load_user_model(args)
+    runtime, train, model, forget, kwargs = _load_user_model(args)
     rows = forget_rows(train, forget)
     prefix = "hf." if hf else ""
     layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
@@ -436,7 +436,7 @@ def cmd_discover(args) -> int:
     outputs = _discover_outputs(args, inputs)
     truth = None
     if args.model or args.hf_model or args.train_data:
-        runtime, train, model, known, _, _ = _load_user_model(args)
+        runtime, train, model, known, _ = _load_user_model(args)
         pretrain = None
     else:
         cfg, meta = experiment_of(args)

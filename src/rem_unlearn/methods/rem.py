@@ -93,15 +93,11 @@ class REM(Method[REMConfig]):
     Config = REMConfig
     summary = "Redirect corrupted data into extra capacity, then drop it (Schoepf et al. 2025)."
 
-    @property
-    def cfg(self) -> REMConfig:
-        return self.config
-
     def removal_loss(self, ce: torch.Tensor, ce_ref: torch.Tensor) -> torch.Tensor:
-        return -ce if self.cfg.removal == "ga" else npo_removal(ce, ce_ref, self.cfg.beta)
+        return -ce if self.config.removal == "ga" else npo_removal(ce, ce_ref, self.config.beta)
 
     def run(self, ctx: UnlearnContext) -> nn.Module:
-        cfg, model, rt = self.cfg, ctx.model, ctx.runtime
+        cfg, model, rt = self.config, ctx.model, ctx.runtime
         state = partition_state(model)  # raises a clear error for a model without gates
         if state.p_mem == 0.0:  # step 1: the untrained half becomes redirection capacity
             state.p_mem = cfg.p_mem
@@ -164,7 +160,7 @@ class REM(Method[REMConfig]):
         D_f alone would otherwise move them and fake the removal (issue: a flush
         in train-mode BN healed 33 %, re-estimating BN on clean data gave 3.5 %).
         """
-        cfg = self.cfg
+        cfg = self.config
         steps = 0
         for _ in range(cfg.max_flush_epochs):
             if ctx.forget_accuracy(model) <= cfg.gamma:
@@ -177,7 +173,7 @@ class REM(Method[REMConfig]):
 
     def removal_step_loss(self, model, reference, x, y, rt) -> torch.Tensor:
         """Mean removal loss of D_f rows through theta_o1 (drop mode), the trained theta_o1 as reference."""
-        frozen = frozen_batchnorm(model) if self.cfg.drop_mode_batchnorm else contextlib.nullcontext()
+        frozen = frozen_batchnorm(model) if self.config.drop_mode_batchnorm else contextlib.nullcontext()
         with rt.autocast(), frozen:
             with torch.no_grad():
                 ce_ref = per_sample_ce(reference(x), y)
@@ -200,7 +196,7 @@ class REM(Method[REMConfig]):
     def repair_loss(self, model, reference, x, y, ids, routed, rt) -> torch.Tensor:
         """Step 3 batch loss: the redirect term on every row, plus (official scheme) the removal term on
         the routed rows of the batch, from a drop-mode pass over the whole batch, averaged over the batch."""
-        cfg = self.cfg
+        cfg = self.config
         in_forget = torch.isin(ids, routed)
         fit_mode = "shared" if cfg.redirect else "drop"
         with rt.autocast():

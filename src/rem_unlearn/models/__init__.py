@@ -94,6 +94,6 @@ def discard(model: nn.Module) -> nn.Module:
     return fn()
 
 
-__all__ = ["build_model", "rebuild_model", "discard", "redirection_masks", "expand", "discard_expansion", "check_classifier", "is_expanded", "ResNet9",
-           "ResNet18", "SmallCNN", "PartitionGate", "PartitionState", "gates", "partition", "partition_state",
+__all__ = ["build_model", "rebuild_model", "discard", "redirection_masks", "expand", "discard_expansion",
+           "check_classifier", "is_expanded", "ResNet9", "ResNet18", "SmallCNN", "PartitionGate", "PartitionState", "gates", "partition", "partition_state",
            "share_state"]
