@@ -105,6 +105,41 @@ def test_presets_expand_with_unique_keys():
     assert twin.data.name == "svhn" and twin.data.train_size == 10000 and twin.model.dim == 128
 
 
+def test_cli_unlearn_runs_the_recipes_unlearning_optimiser(tmp_path, monkeypatch):
+    """`rem-unlearn unlearn --preset X` unlearns with X's unlearning optimiser (it once reached only the
+    benchmark): the CLI, the API and the grid read it from one place, and `--set` still wins."""
+    from conftest import write_fashion_mnist
+    from rem_unlearn import api
+    from rem_unlearn.cli import main
+    from rem_unlearn.config import ExperimentConfig
+    from rem_unlearn.experiment import method_overrides
+    from rem_unlearn.presets import experiment_preset
+
+    vit = load_config(ExperimentConfig, base=experiment_preset("paper-svhn-vit"))
+    assert method_overrides(vit, {})["optim"]["optimizer"] == "adam"
+    assert method_overrides(vit, {"optim": {"lr": 1e-3}})["optim"] == {**method_overrides(vit, {})["optim"], "lr": 1e-3}
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(model, train_set, forget_ids, method="rem", **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(api, "unlearn", spy)
+    root = write_fashion_mnist(tmp_path / "fm")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("0\n1\n")
+    argv = ["unlearn", "--preset", "fashion-mnist", "--forget-ids", str(ids), "--out", str(tmp_path / "o.safetensors"),
+            "--set", "optim.batch_size=16", f"data.root={root}", "data.train_size=null", "corruption.size=10",
+            "model.width=0.125", "train.epochs=1", "train.optim.batch_size=64", "runtime.progress=false",
+            f"runtime.cache_dir={tmp_path / 'cache'}", "unlearn_optim.optimizer=adam", "unlearn_optim.lr=0.0002"]
+    with pytest.raises(Stop):
+        main(argv)
+    assert seen["optim"]["optimizer"] == "adam" and seen["optim"]["lr"] == 2e-4 and seen["optim"]["batch_size"] == 16
+
 def test_cells_resolve_seeds_and_keys(tmp_path):
     grid = smoke(tmp_path, seeds=[3], variants=["etd"])
     cells = expand(grid)
