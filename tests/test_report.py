@@ -209,3 +209,25 @@ def test_leaderboard_ranks_methods_and_names_their_provenance(tmp_path: Path) ->
     assert rem[8:] == ["`rem-unlearn bench --preset default`", "0.1.0", "`aaaaaaaaaaaa`"]
     assert rows[1][8:] == ["`not recorded`", "not recorded", "`not recorded`"]
     assert 'href="leaderboard.md"' in paths["index"].read_text()
+
+
+def test_committed_faithful_records_rebuild_the_main_table(tmp_path: Path) -> None:
+    """results/faithful holds the faithful preset's records (seed 0): the report rebuilds the paper's main
+    table from them without training, with every row of the preset and the numbers docs/results.md quotes."""
+    import shutil
+
+    from rem_unlearn.report.tables import main_table
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "faithful"
+    folder = tmp_path / "faithful"
+    shutil.copytree(committed / "records", folder / "records")
+    shutil.copy(committed / "grid.json", folder / "grid.json")
+    records = load_records(folder)
+    assert len(records) == 108 and all(r["status"] == "ok" for r in records)
+    table = main_table(records)["fashion-mnist"]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"REM", "REM (ETD)", "NPO (ETD)", "SCRUB (ETD)", "BadT (ETD)", "Retrained", "Potion",
+                         "ETD", "Trained"}
+    assert "67.76 ± 2.06" in rows["REM"] and "69.87 ± 2.28" in rows["NPO (ETD)"]  # as docs/results.md says
+    build_report(records, folder)
+    assert (folder / "index.html").exists()
