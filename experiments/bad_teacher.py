@@ -49,7 +49,7 @@ def run_cell(corruption: str, rate: float, epochs: int) -> str:
     c = task.corrupted
     forget = discover(c.corrupted_ids, rate, seed=0)
     rows = c.train.rows_of(forget)
-    batcher = Batcher(c.train, task.runtime)
+    batcher = task.evaluate.train_batcher  # the evaluator's: the training set, no augmentation
     true = c.true_labels[rows]
     lines = [f"\n### {corruption}, discovery {rate:g}, {epochs} passes\n",
              "| round | D_f acc (corrupted labels) | mean top p | mean p(corrupted) | mean p(true) | healed | utility | score |",
@@ -60,6 +60,7 @@ def run_cell(corruption: str, rate: float, epochs: int) -> str:
         lines.append(f"| {label} | {o['forget_acc']:.1f} | {o['top_p']:.3f} | {o['p_corrupted']:.3f} | "
                      f"{o['p_true']:.3f} | {m['healed']:.1f} | {m['utility']:.1f} | {m['score']:.1f} |")
 
+    torch.manual_seed(0)  # the bad teacher's kind of network, drawn reproducibly
     fresh = task.runtime.prepare(type(task.model)(**task.model.arch))
     row(fresh, "a random network (the bad teacher's kind)")
     result = unlearn(task.model, c.train, forget, "bad-teacher", runtime=task.runtime, epochs=epochs,

@@ -73,12 +73,14 @@ def main() -> None:
     print("\n## REM's lead, paired by cell (REM's score minus the baseline's, same corruption, rate and seed)\n")
     print("| REM row | over | mean lead ± SEM | cells | lead ≥ 5? | paper's lead |")
     print("|---|---|---:|---:|---|---:|")
+    def scores_by_cell(label: str) -> dict[tuple, float]:
+        return {(r["cell"]["corruption"], r["cell"]["discovery_rate"], r["cell"]["seed"]): r["metrics"]["score"]
+                for r in rows.get(label, [])}
+
     for rem in ("REM", "REM (ETD)"):
-        mine = {(r["cell"]["corruption"], r["cell"]["discovery_rate"], r["cell"]["seed"]): r["metrics"]["score"]
-                for r in rows.get(rem, [])}
+        mine = scores_by_cell(rem)
         for other in LEAD_OVER:
-            diffs = [mine[k] - r["metrics"]["score"] for r in rows.get(other, [])
-                     if (k := (r["cell"]["corruption"], r["cell"]["discovery_rate"], r["cell"]["seed"])) in mine]
+            diffs = [mine[cell] - score for cell, score in scores_by_cell(other).items() if cell in mine]
             if not diffs:
                 continue
             lead = mean_sem(diffs)[0]

@@ -95,5 +95,5 @@ def discard(model: nn.Module) -> nn.Module:
 
 
 __all__ = ["build_model", "rebuild_model", "discard", "redirection_masks", "expand", "discard_expansion",
-           "check_classifier", "is_expanded", "ResNet9", "ResNet18", "SmallCNN", "PartitionGate", "PartitionState", "gates", "partition", "partition_state",
-           "share_state"]
+           "check_classifier", "is_expanded", "ResNet9", "ResNet18", "SmallCNN", "PartitionGate",
+           "PartitionState", "gates", "partition", "partition_state", "share_state"]
