@@ -50,7 +50,8 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=("local", "ray"),
                    help="where cells run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None,
-                   help="parallel cells (local default 1, the fastest on a few cores; ray default: cores / threads)")
+                   help="parallel cells and pre-trainings (local default 1; on a CPU, one per core is fastest; "
+                        "ray default: cores / threads)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per cell (default: cores / workers)")
     p.add_argument("--ray-address", help="Ray cluster to join, e.g. auto or ray://host:10001 "

@@ -34,13 +34,13 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
 
 
 class LocalEngine:
-    """``workers=1``: cells one after another in this process (fastest on a few cores).
+    """``workers=1``: cells one after another in this process.
 
     ``workers>1``: a pool of spawned processes with ``cores // workers`` torch
     threads each, so workers x threads never exceeds the cores.
@@ -64,7 +64,7 @@ class LocalEngine:
 
     def _serial(self, cells: Iterator[Cell]) -> Iterator[dict[str, Any]]:
         before = torch.get_num_threads()
-        _set_threads(self.threads)
+        set_threads(self.threads)
         try:
             for cell in cells:
                 yield bench_cell.run_cell(cell)
@@ -73,7 +73,7 @@ class LocalEngine:
 
     def _pool(self, cells: Iterator[Cell]) -> Iterator[dict[str, Any]]:
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_set_threads, initargs=(self.threads,))
+                                   initializer=set_threads, initargs=(self.threads,))
         try:
             yield from bounded(cells, self.workers, lambda cell: pool.submit(bench_cell.run_cell, cell, True),
                                _wait_futures, lambda fut: fut.result(), "worker process failed")
@@ -126,7 +126,7 @@ def import_ray():
 
 
 def _ray_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
-    _set_threads(threads)
+    set_threads(threads)
     from rem_unlearn.bench.cell import run_cell as worker_run_cell
 
     return worker_run_cell(cell, verify=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import multiprocessing
 import shlex
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -20,7 +22,7 @@ from ..config import from_dict
 from ..experiment import data_fingerprint, is_cached
 from ..training import quiet as env_quiet
 from .cell import failed_record, get_task, task_key
-from .engines import make_engine
+from .engines import LocalEngine, make_engine, set_threads
 from .grid import Cell, GridConfig, expand
 from .store import ResultStore
 
@@ -31,31 +33,68 @@ def _cells_of(grid_or_cells: GridConfig | Iterable[Cell]) -> list[Cell]:
     return expand(grid_or_cells) if isinstance(grid_or_cells, GridConfig) else list(grid_or_cells)
 
 
-def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False) -> dict[str, str]:
-    """Train each distinct (corruption, variant, seed) model of the cells once, serially, into the cache.
+def _pretrain_one(cfg: Any) -> float:
+    """Train one model into the cache (in a worker process); its training seconds."""
+    return get_task(cfg, warn_untrained=False).train_seconds
 
+
+def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False, workers: int = 1,
+                 threads: int | None = None) -> dict[str, str]:
+    """Train each distinct (corruption, variant, seed) model of the cells once into the cache.
+
+    ``workers > 1`` trains that many models at a time in spawned processes with
+    ``threads`` torch threads each (on 2 cores, two 1-thread processes train 1.6x
+    more images per second than one 2-thread process: README, "Engines").
     Returns ``{task_key: traceback}`` of the models that could not be trained
     (their cells are recorded as failed without running).
     """
     todo: dict[str, Any] = {}
     for cell in _cells_of(grid_or_cells):
         todo.setdefault(task_key(cell.experiment), cell.experiment)
-    missing = {k: cfg for k, cfg in todo.items() if not is_cached(cfg)}
+    missing = {k: copy.deepcopy(cfg) for k, cfg in todo.items() if not is_cached(cfg)}
     errors: dict[str, str] = {}
-    for i, (key, cfg) in enumerate(missing.items(), 1):
-        what = f"{cfg.corruption.kind}/{cfg.model.variant} seed {cfg.train.seed}"
+
+    def what(cfg: Any) -> str:
+        return f"{cfg.corruption.kind}/{cfg.model.variant} seed {cfg.train.seed}"
+
+    if workers > 1 and len(missing) > 1:
         if not quiet:
-            print(f"pre-training model {i}/{len(missing)}: {what}", flush=True)
-        cfg = copy.deepcopy(cfg)
+            print(f"pre-training {len(missing)} models, {workers} at a time", flush=True)
+        for cfg in missing.values():
+            cfg.runtime.progress = False  # one line per model instead of interleaved bars
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=set_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(_pretrain_one, cfg): key for key, cfg in missing.items()}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    seconds = future.result()
+                except Exception:  # the model's own error, or its worker died
+                    errors[key] = traceback.format_exc()
+                    log.error("pre-training %s failed:\n%s", what(missing[key]), errors[key])
+                    continue
+                if not quiet:
+                    print(f"  {what(missing[key])} trained in {seconds:.1f}s", flush=True)
+        return errors
+    for i, (key, cfg) in enumerate(missing.items(), 1):
+        if not quiet:
+            print(f"pre-training model {i}/{len(missing)}: {what(cfg)}", flush=True)
         cfg.runtime.progress = not quiet
         try:
-            task = get_task(cfg, warn_untrained=False)
+            seconds = _pretrain_one(cfg)
             if not quiet:
-                print(f"  trained in {task.train_seconds:.1f}s", flush=True)
+                print(f"  trained in {seconds:.1f}s", flush=True)
         except Exception:
             errors[key] = traceback.format_exc()
-            log.error("pre-training %s failed:\n%s", what, errors[key])
+            log.error("pre-training %s failed:\n%s", what(cfg), errors[key])
     return errors
+
+
+def pretrain_pool(engine: Any) -> dict[str, Any]:
+    """The local engine's workers and threads for :func:`pretrain_all`; other engines pre-train in the driver."""
+    if isinstance(engine, LocalEngine):
+        return {"workers": engine.workers, "threads": engine.threads}
+    return {}
 
 
 def _status_line(record: dict[str, Any], done: int, total: int) -> str:
@@ -142,7 +181,7 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
             print(f"bench: {len(keyed)} cells, {len(done)} already done, {len(todo)} to run "
                   f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
                   flush=True)
-        pre_errors = pretrain_all([c for _, c in todo], quiet=quiet) if todo else {}
+        pre_errors = pretrain_all([c for _, c in todo], quiet=quiet, **pretrain_pool(runner_engine)) if todo else {}
         bar = tqdm(total=len(keyed), initial=len(done), unit="cell", desc="bench", disable=quiet,
                    dynamic_ncols=True)
         finished = len(done)
