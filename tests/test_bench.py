@@ -377,6 +377,38 @@ def test_process_pool_matches_in_process(cache_dir, tmp_path):
     assert {r["key"]: r["metrics"] for r in pool} == {r["key"]: r["metrics"] for r in serial}
 
 
+def test_pretraining_on_the_pool_matches_in_process_and_reports_failures(tmp_path, monkeypatch):
+    """``--workers 2`` trains two models at a time in 1-thread processes: the same weights as training them
+    in this process with 1 thread; a model that cannot be trained is returned as its traceback, the rest train."""
+    from collections import OrderedDict
+
+    from rem_unlearn.bench import pretrain_all
+    from rem_unlearn.bench.cell import task_key
+    from rem_unlearn.experiment import is_cached, prepare
+
+    monkeypatch.setattr(bench_cell, "_TASKS", OrderedDict())  # this process's tasks do not stand in for training
+
+    one = dict(corruptions=["poison", "random"], discovery_rates=[0.5], methods=["none"])
+    pool_grid, serial_grid = smoke(tmp_path / "pool", **one), smoke(tmp_path / "serial", **one)
+    (tmp_path / "a-file").write_text("not a folder")  # a cache that cannot be written: its model fails to save
+    broken = smoke(tmp_path / "a-file", corruptions=["interclass"], discovery_rates=[0.5], methods=["none"])
+    errors = pretrain_all(expand(pool_grid) + expand(broken), quiet=True, workers=2, threads=1)
+    broken_key = task_key(expand(broken)[0].experiment)
+    assert list(errors) == [broken_key] and "Traceback" in errors[broken_key]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert pretrain_all(serial_grid, quiet=True) == {}
+    finally:
+        torch.set_num_threads(before)
+    for pool_cell, serial_cell in zip(expand(pool_grid), expand(serial_grid)):
+        assert is_cached(pool_cell.experiment) and is_cached(serial_cell.experiment)
+        pooled = prepare(pool_cell.experiment).model.state_dict()
+        serial = prepare(serial_cell.experiment).model.state_dict()
+        assert pooled.keys() == serial.keys()
+        assert all(torch.equal(pooled[k], serial[k]) for k in pooled)
+
+
 def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, tmp_path, monkeypatch):
     """Each record says which command and commit made it; the leaderboard shows both; --log puts each cell
     in TensorBoard as one run with its metrics."""
