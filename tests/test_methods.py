@@ -116,6 +116,34 @@ def test_method_contract(name, model, toy, forget_ids, monkeypatch):
     assert res.method == name and isinstance(res.config, dict)
 
 
+def test_bad_teacher_targets_the_random_teacher_on_forget_rows_only(model, toy, forget_ids):
+    """The random teacher runs on the D_f rows of a batch only; every row's target is its own teacher's output
+    (the student in train mode, as during unlearning)."""
+    from rem_unlearn.methods.bad_teacher import BadTeacher
+    from rem_unlearn.methods.common import distill_kl, frozen_copy
+
+    torch.manual_seed(1)
+    method = BadTeacher()
+    method.good = frozen_copy(model)
+    method.bad = frozen_copy(ResNet9(num_classes=CLASSES, in_channels=1, width=0.125))
+    method.forget_ids = forget_ids
+    rows = torch.arange(64)
+    x = (toy.images[rows].float() / 255 - 0.4) / 0.3
+    ids = toy.ids[rows]
+    forget = torch.isin(ids, forget_ids)
+    assert 0 < int(forget.sum()) < len(rows)
+    seen: list[int] = []
+    method.bad.register_forward_hook(lambda _m, inp, _out: seen.append(len(inp[0])))
+    student = ResNet9(num_classes=CLASSES, in_channels=1, width=0.125).train()
+    torch.manual_seed(2)
+    loss = method.loss(student, x, toy.labels[rows], ids)
+    assert seen == [int(forget.sum())]
+    with torch.no_grad():
+        expected = torch.where(forget[:, None], method.bad(x), method.good(x))
+    student_out = student(x)  # train-mode BN: the same batch statistics as in the loss
+    assert torch.allclose(loss, distill_kl(student_out, expected), atol=1e-5)
+
+
 def test_every_baseline_is_registered():
     expected = {"none", "etd", "retrain", "finetune", "cf-k", "eu-k", "ga", "npo", "scrub", "bad-teacher", "salun",
                 "ssd", "potion", "rem"}

@@ -46,6 +46,11 @@ class BadTeacher(EpochMethod[BadTeacherConfig]):
         self.forget_ids = ctx.forget_ids.to(ctx.runtime.device)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        # The teachers run in eval mode, so each row's output is its own: the random teacher sees only the
+        # few D_f rows of the batch (a full-batch pass was a fifth of a Bad Teacher step).
         with torch.no_grad():
-            target = torch.where(torch.isin(ids, self.forget_ids)[:, None], self.bad(x), self.good(x))
+            target = self.good(x)
+            forget = torch.isin(ids, self.forget_ids)
+            if forget.any():
+                target[forget] = self.bad(x[forget]).to(target.dtype)
         return distill_kl(model(x), target, self.config.temperature)
