@@ -1,8 +1,9 @@
 """Our main table next to the paper's, from a results folder of the `faithful` preset.
 
 Prints the side-by-side table of docs/results.md (mean ± SEM over every cell and seed, as the paper
-aggregates), the per-seed means, REM's lead over the strongest baselines (paired by cell), the
-score per corruption, and the poison metrics in the official code's definitions.
+aggregates), the per-seed means, REM's lead over the strongest baselines (paired by cell), the score
+per cell (mean and spread over seeds) and per corruption, and the poison metrics in the official
+code's definitions.
 
     .venv/bin/python experiments/main_table.py results/faithful
 """
@@ -88,6 +89,19 @@ def main() -> None:
                   f"{PAPER[rem][2] - PAPER[other][2]:+.2f} |")
 
     corruptions = ("poison", "interclass", "random")
+    rates = sorted({r["cell"]["discovery_rate"] for recs in rows.values() for r in recs})
+    print(f"\n## Score per cell (mean over seeds {seeds}; in brackets the largest minus the smallest seed)\n")
+    print("| row | " + " | ".join(f"{c} {rate:g}" for c in corruptions for rate in rates) + " |")
+    print("|---|" + "---:|" * (len(corruptions) * len(rates)))
+    for label in sorted(rows, key=lambda lb: (lb not in PAPER, paper_ranked.index(lb) if lb in PAPER else 0, lb)):
+        cells = []
+        for c in corruptions:
+            for rate in rates:
+                v = [r["metrics"]["score"] for r in rows[label]
+                     if r["cell"]["corruption"] == c and r["cell"]["discovery_rate"] == rate]
+                cells.append(f"{mean_sem(v)[0]:.1f} ({max(v) - min(v):.1f})" if v else "–")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
     print("\n## Mean score per corruption\n")
     print("| row | " + " | ".join(corruptions) + " |")
     print("|---|" + "---:|" * len(corruptions))
