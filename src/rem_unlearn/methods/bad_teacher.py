@@ -46,8 +46,8 @@ class BadTeacher(EpochMethod[BadTeacherConfig]):
         self.forget_ids = ctx.forget_ids.to(ctx.runtime.device)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        # The teachers run in eval mode, so each row's output is its own: the random teacher sees only the
-        # few D_f rows of the batch (a full-batch pass was a fifth of a Bad Teacher step).
+        # The teachers run in eval mode, so each row's output is its own: the random teacher needs only the
+        # few D_f rows of the batch, not a forward pass over all of it.
         with torch.no_grad():
             target = self.good(x)
             forget = torch.isin(ids, self.forget_ids)
