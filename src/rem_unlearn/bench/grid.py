@@ -361,9 +361,10 @@ _QUICK = {
 
 
 def _default_preset() -> dict:
-    # Sized to finish cold (six models pre-trained, 180 cells) in under 30 minutes on 2 CPU cores:
-    # every method gets one pass over D_tr as its step budget, and Retrain runs the pre-training
-    # recipe for 3 of its 20 epochs (README, "The benchmark").
+    # Sized for 30 minutes cold (six models pre-trained, 180 cells) on 2 CPU cores: every method gets
+    # one pass over D_tr as its step budget, and Retrain runs the pre-training recipe for 3 of its 20
+    # epochs. Measured 38 min with `make bench` (--workers 2) on a machine slower than the one it was
+    # sized on (README, "The default grid and its result").
     return {
         "experiment": "fashion-mnist",
         "variants": ["capacity", "etd"],
