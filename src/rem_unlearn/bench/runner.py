@@ -43,8 +43,8 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
     """Train each distinct (corruption, variant, seed) model of the cells once into the cache.
 
     ``workers > 1`` trains that many models at a time in spawned processes with
-    ``threads`` torch threads each (on 2 cores, two 1-thread processes train 1.6x
-    more images per second than one 2-thread process: README, "Engines").
+    ``threads`` torch threads each (on 2 cores, two 1-thread processes train 1.43x
+    more images per second than one 2-thread process, benchmarks/workers.py).
     Returns ``{task_key: traceback}`` of the models that could not be trained
     (their cells are recorded as failed without running).
     """
