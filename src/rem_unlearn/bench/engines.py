@@ -39,6 +39,12 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def spawn_pool(workers: int, threads: int | None) -> ProcessPoolExecutor:
+    """``workers`` spawned processes with ``threads`` torch threads each (cells, pre-training)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=set_threads, initargs=(threads,))
+
+
 class LocalEngine:
     """``workers=1``: cells one after another in this process.
 
@@ -72,8 +78,7 @@ class LocalEngine:
             torch.set_num_threads(before)
 
     def _pool(self, cells: Iterator[Cell]) -> Iterator[dict[str, Any]]:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=set_threads, initargs=(self.threads,))
+        pool = spawn_pool(self.workers, self.threads)
         try:
             yield from bounded(cells, self.workers, lambda cell: pool.submit(bench_cell.run_cell, cell, True),
                                _wait_futures, lambda fut: fut.result(), "worker process failed")

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import multiprocessing
 import shlex
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..checkpoint import source_commit
 from ..config import from_dict
 from ..experiment import data_fingerprint, is_cached
 from ..training import quiet as env_quiet
 from .cell import failed_record, get_task, task_key
-from .engines import LocalEngine, make_engine, set_threads
+from .engines import LocalEngine, make_engine, spawn_pool
 from .grid import Cell, GridConfig, expand
 from .store import ResultStore
 
@@ -57,36 +56,33 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
     def what(cfg: Any) -> str:
         return f"{cfg.corruption.kind}/{cfg.model.variant} seed {cfg.train.seed}"
 
+    def attempt(key: str, train: Callable[[], float], done: str) -> None:
+        """Run ``train``; print ``done`` with its seconds, or keep its traceback as the model's error."""
+        try:
+            seconds = train()
+        except Exception:  # the model's own error, or its worker died
+            errors[key] = traceback.format_exc()
+            log.error("pre-training %s failed:\n%s", what(missing[key]), errors[key])
+            return
+        if not quiet:
+            print(f"  {done} in {seconds:.1f}s", flush=True)
+
     if workers > 1 and len(missing) > 1:
         if not quiet:
             print(f"pre-training {len(missing)} models, {workers} at a time", flush=True)
         for cfg in missing.values():
             cfg.runtime.progress = False  # one line per model instead of interleaved bars
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=set_threads, initargs=(threads,)) as pool:
+        with spawn_pool(workers, threads) as pool:
             futures = {pool.submit(_pretrain_one, cfg): key for key, cfg in missing.items()}
             for future in as_completed(futures):
                 key = futures[future]
-                try:
-                    seconds = future.result()
-                except Exception:  # the model's own error, or its worker died
-                    errors[key] = traceback.format_exc()
-                    log.error("pre-training %s failed:\n%s", what(missing[key]), errors[key])
-                    continue
-                if not quiet:
-                    print(f"  {what(missing[key])} trained in {seconds:.1f}s", flush=True)
+                attempt(key, future.result, f"{what(missing[key])} trained")
         return errors
     for i, (key, cfg) in enumerate(missing.items(), 1):
         if not quiet:
             print(f"pre-training model {i}/{len(missing)}: {what(cfg)}", flush=True)
         cfg.runtime.progress = not quiet
-        try:
-            seconds = _pretrain_one(cfg)
-            if not quiet:
-                print(f"  trained in {seconds:.1f}s", flush=True)
-        except Exception:
-            errors[key] = traceback.format_exc()
-            log.error("pre-training %s failed:\n%s", what(cfg), errors[key])
+        attempt(key, lambda cfg=cfg: _pretrain_one(cfg), "trained")
     return errors
 
 
