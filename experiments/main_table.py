@@ -47,13 +47,15 @@ def main() -> None:
                 if r["metrics"].get(metric) is not None and corruption in (None, r["cell"]["corruption"])]
 
     ours = {label: mean_sem(values(label, "score"))[0] for label in rows}
-    ranked = [label for label in sorted(ours, key=ours.get, reverse=True) if label in PAPER]
+    by_our_score = sorted(rows, key=lambda lb: -ours[lb])
+    ranked = [label for label in by_our_score if label in PAPER]
     paper_ranked = sorted(PAPER, key=lambda label: PAPER[label][2], reverse=True)
+    in_paper_order = sorted(rows, key=lambda lb: (lb not in PAPER, paper_ranked.index(lb) if lb in PAPER else 0, lb))
     print(f"## Side by side (seeds {seeds}; ours: embedded Fashion-MNIST default; paper: CIFAR-10 ResNet-9)\n")
     print("| row | healed (ours) | utility (ours) | score (ours) | rank (ours) | score (paper) | rank (paper) "
           "| healed (paper) | utility (paper) | cells |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label in sorted(rows, key=lambda lb: (lb not in PAPER, paper_ranked.index(lb) if lb in PAPER else 0, lb)):
+    for label in in_paper_order:
         rank = str(ranked.index(label) + 1) if label in PAPER else "–"
         ph, pu, ps = PAPER.get(label, (None, None, None))
         paper = (f"{ps:.2f} | {paper_ranked.index(label) + 1} | {ph:.2f} | {pu:.2f}" if label in PAPER
@@ -64,7 +66,7 @@ def main() -> None:
     print("\n## Mean score per seed (over the 12 cells of each seed)\n")
     print("| row | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("|---|" + "---:|" * len(seeds))
-    for label in sorted(rows, key=lambda lb: -ours[lb]):
+    for label in by_our_score:
         per_seed = []
         for s in seeds:
             v = [r["metrics"]["score"] for r in rows[label] if r["cell"]["seed"] == s]
@@ -93,7 +95,7 @@ def main() -> None:
     print(f"\n## Score per cell (mean over seeds {seeds}; in brackets the largest minus the smallest seed)\n")
     print("| row | " + " | ".join(f"{c} {rate:g}" for c in corruptions for rate in rates) + " |")
     print("|---|" + "---:|" * (len(corruptions) * len(rates)))
-    for label in sorted(rows, key=lambda lb: (lb not in PAPER, paper_ranked.index(lb) if lb in PAPER else 0, lb)):
+    for label in in_paper_order:
         cells = []
         for c in corruptions:
             for rate in rates:
@@ -105,13 +107,13 @@ def main() -> None:
     print("\n## Mean score per corruption\n")
     print("| row | " + " | ".join(corruptions) + " |")
     print("|---|" + "---:|" * len(corruptions))
-    for label in sorted(rows, key=lambda lb: -ours[lb]):
+    for label in by_our_score:
         print(f"| {label} | " + " | ".join(fmt(values(label, "score", c)) for c in corruptions) + " |")
 
     print("\n## Poison cells in both definitions (ours / the official code's)\n")
     print("| row | healed | healed (official) | attack success | attack success (official) |")
     print("|---|---:|---:|---:|---:|")
-    for label in sorted(rows, key=lambda lb: -ours[lb]):
+    for label in by_our_score:
         print(f"| {label} | {fmt(values(label, 'healed', 'poison'))} | {fmt(values(label, 'healed_official', 'poison'))}"
               f" | {fmt(values(label, 'attack_success', 'poison'))} | "
               f"{fmt(values(label, 'attack_success_official', 'poison'))} |")
