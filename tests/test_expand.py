@@ -13,6 +13,7 @@ from rem_unlearn.models import ResNet18, SmallCNN, build_model, discard, gates, 
 from rem_unlearn.models.expand import (ExpandedLayer, NotAClassifierError, check_classifier, discard_expansion,
                                        expand as expand_model)
 from rem_unlearn.models.widen import WideBatchNorm, WideLayer, plan_widening
+from rem_unlearn.training import Runtime
 
 CLASSES = 4
 
@@ -266,6 +267,28 @@ def test_widened_units_are_read_and_trained_in_shared_mode() -> None:
     first, last = big.features[0][0], big.fc
     assert first.weight_out.grad.abs().sum() > 0 and last.weight_in.grad.abs().sum() > 0
     assert first.layer.weight.grad.abs().sum() > 0  # theta_o1 trains too
+
+
+def test_redirection_masks_of_an_expanded_builtin_plain_model() -> None:
+    """An expanded resnet9-plain still has ResNet9.redirection_parameters (it returns nothing for an
+    unpartitioned model): the masks must come from what expand added, or redirect_known trains nothing."""
+    from rem_unlearn.methods.rem import REM, REMConfig
+    from rem_unlearn.models import redirection_masks
+
+    plain = build_model(ModelConfig(arch="resnet9-plain", width=0.125), 1, CLASSES, 12).eval()
+    big = expand(plain, "widen", width=1.0, layers=["conv1.0", "conv2.0", "conv3.0", "conv4.0"]).train()
+    masks = redirection_masks(big)
+    added = {n for n, m in masks.items() if m.all()}
+    assert added and all(m.all() or not m.any() for m in masks.values())
+    assert all(".layer." not in n and ".norm." not in n for n in added)  # the user's own modules are theta_o1
+    assert "conv1.0.weight_out" in added and "fc.weight_in" in added
+    partition_state(big).p_mem = 0.5
+    x, ids = inputs(4)
+    y = torch.arange(4) % CLASSES
+    loss = REM(REMConfig(redirect_known=True)).redirect_known_loss(big, (x, y, ids), ids, masks, Runtime.from_config())
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in big.named_parameters() if n in added)
+    assert all(p.grad is None or not p.grad.any() for n, p in big.named_parameters() if n not in added)
 
 
 class Concat(nn.Module):

@@ -66,13 +66,10 @@ def redirection_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     in an expanded model everything ``expand`` added is theta_o2 and the user's
     layers are theta_o1.
     """
-    own = getattr(model, "redirection_parameters", None)
-    if callable(own):
-        masks = own()
-        return {n: masks.get(n, torch.zeros_like(p, dtype=torch.bool)) for n, p in model.named_parameters()}
     from .widen import WideBatchNorm, WideLayer
 
     added: set[str] = set()
+    expanded = False
     for name, m in model.named_modules():
         if isinstance(m, (WideLayer, ExpandedLayer)):
             inner = "layer."
@@ -80,7 +77,12 @@ def redirection_masks(model: nn.Module) -> dict[str, torch.Tensor]:
             inner = "norm."
         else:
             continue
+        expanded = True
         added |= {f"{name}.{n}" for n, _ in m.named_parameters() if not n.startswith(inner)}
+    own = getattr(model, "redirection_parameters", None)
+    if not expanded and callable(own):  # an expanded built-in model (e.g. resnet9-plain) still has the method
+        masks = own()
+        return {n: masks.get(n, torch.zeros_like(p, dtype=torch.bool)) for n, p in model.named_parameters()}
     return {n: torch.full_like(p, n in added, dtype=torch.bool) for n, p in model.named_parameters()}
 
 
