@@ -14,7 +14,7 @@ success, and attack success after re-estimating BatchNorm statistics on D_r in
 drop mode (the backdoor must not hide in BN statistics).  Every row is also
 appended to ``--out`` as a JSON line, so tables can be rebuilt without rerunning.
 
-    .venv/bin/python experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10]
+    .venv/bin/python experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10] [--set fit=ce]
 
 ``--seeds`` are the discovery and unlearning seeds of a cell; the trained models
 (training seed 0) are shared by all of them.
@@ -49,14 +49,15 @@ def task_for(corruption: str, overrides: list[str]):
     return prepare(cfg)
 
 
-def run_cell(task, how: dict | None, rate: float, seed: int, method: str, epochs: float) -> dict:
+def run_cell(task, how: dict | None, rate: float, seed: int, method: str, epochs: float,
+             settings: dict | None = None) -> dict:
     train = task.corrupted.train
     forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
     model = task.model
     if how is not None:
         x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]
         model = expand(task.model, example_input=x, num_classes=train.num_classes, seed=seed, **how)
-    result = unlearn(model, train, forget, method, runtime=task.runtime, epochs=epochs, seed=seed)
+    result = unlearn(model, train, forget, method, runtime=task.runtime, epochs=epochs, seed=seed, **(settings or {}))
     final = discard(result.model) if how is not None else result.model
     metrics = task.evaluate(final, forget)
     recalibrated = copy.deepcopy(final)
@@ -81,7 +82,10 @@ def main() -> None:
     p.add_argument("--method", default="rem")
     p.add_argument("--epochs", type=float, default=10.0, help="REM's budget in passes over D_tr (the paper's 10)")
     p.add_argument("--out", default="any_model.jsonl", help="JSON lines of every row (appended)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the method's config, e.g. fit=ce (JSON values; repeatable)")
     a = p.parse_args()
+    settings = dict(parse_setting(kv) for kv in a.set)
     rates = [float(r) for r in a.rates.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
     names = [n.strip() for n in a.models.split(",")]
@@ -96,7 +100,8 @@ def main() -> None:
             for rate in rates:
                 for seed in seeds:
                     row = {"corruption": corruption, "model": name, "rate": rate, "seed": seed, "method": a.method,
-                           "epochs": a.epochs, **run_cell(task, how, rate, seed, a.method, a.epochs)}
+                           "epochs": a.epochs, "settings": settings,
+                           **run_cell(task, how, rate, seed, a.method, a.epochs, settings)}
                     rows.append(row)
                     with open(a.out, "a") as f:
                         f.write(json.dumps(row) + "\n")
@@ -105,11 +110,22 @@ def main() -> None:
     print(table(rows))
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {text!r}: write KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def table(rows: list[dict]) -> str:
-    """Mean over seeds per (corruption, rate, model), plus each model's mean over its cells."""
+    """Mean over seeds per (corruption, rate, model [settings]), plus each model's mean over its cells."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        cells[(r["corruption"], r["rate"], r["model"])].append(r)
+        tag = " ".join(f"{k}={v}" for k, v in sorted(r.get("settings", {}).items()))
+        cells[(r["corruption"], r["rate"], r["model"] + (f" [{tag}]" if tag else ""))].append(r)
     keys = ("healed", "utility", "score", "attack_success", "asr_bn", "wall", "rounds")
     lines = ["| corruption | rate | model | healed | utility | score | attack success | ASR after BN re-estimation "
              "| REM time (s) | rounds | seeds |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -271,6 +271,28 @@ def test_fresh_capacity_reinitialises_only_what_drop_mode_never_uses():
     assert any(not torch.equal(p[masks[n]], before[n][masks[n]]) for n, p in model.named_parameters())
 
 
+def test_ce_fit_is_the_masked_cross_entropy_without_a_reference_pass():
+    """fit="ce": step 3.1 is the plain cross-entropy of the masked pass (train mode, as in the repair); the
+    reference is never run, so its BatchNorm statistics for theta_o2 cannot change the fit."""
+    model, ref, x, y, ids, routed, rt = _pair(train=True)
+
+    class NeverCalled(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the reference ran")
+
+    loss = REM(REMConfig(fit="ce")).repair_loss(model, NeverCalled(), x, y, ids, routed, rt)
+    twin = copy.deepcopy(model)
+    with partition(twin, "shared", ids=ids, shared_ids=routed):
+        expected = per_sample_ce(twin(x), y).mean()
+    torch.testing.assert_close(loss.detach(), expected.detach())
+    dpo = REM(REMConfig()).repair_loss(copy.deepcopy(model), ref, x, y, ids, routed, rt)
+    assert not torch.allclose(loss.detach(), dpo.detach())
+    from rem_unlearn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="fit"):
+        REMConfig(fit="kl").validate()
+
+
 def test_redirect_known_trains_the_capacity_alone():
     """redirect_known fits D_f through the shared mask with a gradient for theta_o2's own entries only."""
     from rem_unlearn.models import redirection_masks

@@ -52,11 +52,17 @@ class REMConfig(UnlearnConfig):
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
     redirect_known: bool = False  # every step, fit that D_f mini-batch through the shared mask, theta_o2 only
+    # Step 3.1's fit: "dpo" (the paper's, relative to the frozen reference in masked mode) or "ce" (plain
+    # cross-entropy, no reference pass; the fit then does not depend on how the reference normalises theta_o2,
+    # docs/any-model.md "Why the widened ResNet-9 trails").
+    fit: str = "dpo"
 
     def validate(self) -> None:
         super().validate()
         if self.removal not in ("npo", "ga"):
             raise ConfigError(f"removal={self.removal!r}; choose npo or ga")
+        if self.fit not in ("dpo", "ce"):
+            raise ConfigError(f"fit={self.fit!r}; choose dpo or ce")
         if not 0.0 < self.p_mem <= 1.0 or self.beta <= 0 or self.num_shared_masks < 1:
             raise ConfigError("p_mem must be in (0, 1], beta > 0, num_shared_masks >= 1")
         if self.removal_batch_size < 1 or (self.patience is not None and self.patience < 1):
@@ -200,11 +206,14 @@ class REM(Method[REMConfig]):
         in_forget = torch.isin(ids, routed)
         fit_mode = "shared" if cfg.redirect else "drop"
         with rt.autocast():
-            with torch.no_grad(), partition(reference, fit_mode, ids=ids, shared_ids=routed):
-                ce_ref = per_sample_ce(reference(x), y)
             with partition(model, fit_mode, ids=ids, shared_ids=routed):
                 ce = per_sample_ce(model(x), y)
-            fit = dpo_fit(ce, ce_ref, cfg.beta)
+            if cfg.fit == "ce":
+                fit = ce
+            else:
+                with torch.no_grad(), partition(reference, fit_mode, ids=ids, shared_ids=routed):
+                    ce_ref = per_sample_ce(reference(x), y)
+                fit = dpo_fit(ce, ce_ref, cfg.beta)
             if not cfg.redirect:
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
             total = fit.sum()

@@ -1,0 +1,130 @@
+"""Why the widened ResNet-9 trails the capacity model: the reference's BatchNorm statistics for theta_o2.
+
+REM's redirect term (step 3.1) fits every sample relative to a frozen reference run in
+masked mode with eval-mode BatchNorm.  The capacity model's theta_o2 was never trained:
+Adam's weight decay shrank it during pre-training, so its BatchNorm running variances
+are small (0.02-0.05 against 0.2-1.4 for theta_o1), and REM's step 1 gives it fresh
+weights without touching those statistics.  The reference therefore amplifies the fresh
+units several-fold, its masked-mode loss is high, and the fit keeps a large weight.
+``expand``'s new units start with running statistics (0, 1) and get no such boost.
+
+Variants, each REM on one cell (expand + discard for the plain model):
+
+* ``capacity``: the capacity-0.5 ResNet-9 as the benchmark runs it;
+* ``capacity-sane``: the same, with theta_o2's running statistics re-estimated on D_r
+  after step 1 (theta_o1's kept), so the reference normalises the fresh units correctly;
+* ``plain``: ``resnet9-plain`` + ``expand`` (the equivalence check of docs/any-model.md);
+* ``plain-mimic``: the same, with the capacity model's theta_o2 running statistics
+  copied into the widened BatchNorms (the reference then sees what the capacity model's does).
+
+``--set fit=ce`` runs any of them with the reference-free fit.  One JSON line per run.
+
+    .venv/bin/python experiments/reference_stats.py --rates 0.1,1.0 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from torch import nn
+
+from rem_unlearn import discard, expand, unlearn
+from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.corruptions import discover
+from rem_unlearn.experiment import prepare
+from rem_unlearn.methods import rem as rem_module
+from rem_unlearn.presets import experiment_preset
+from rem_unlearn.training import recalibrate_batchnorm
+
+VARIANTS = ("capacity", "capacity-sane", "plain", "plain-mimic")
+WIDEN = {"width": 1.0, "layers": ["conv1.0", "conv2.0", "conv3.0", "conv4.0"]}  # the capacity model's four groups
+_fresh_capacity = rem_module.fresh_capacity
+
+
+def fresh_capacity_with_statistics(ctx, model) -> int:
+    """REM's step 1, then theta_o2's BatchNorm statistics re-estimated on D_r (theta_o1's kept)."""
+    count = _fresh_capacity(ctx, model)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    kept = {m: (m.running_mean.clone(), m.running_var.clone()) for m in norms}
+    recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, mode="own", seed=0)
+    with torch.no_grad():
+        for m in norms:  # the capacity model's halves: theta_o1 first
+            half = m.num_features // 2
+            m.running_mean[:half], m.running_var[:half] = kept[m][0][:half], kept[m][1][:half]
+    return count
+
+
+@torch.no_grad()
+def copy_capacity_statistics(widened: nn.Module, capacity: nn.Module) -> None:
+    """The capacity model's theta_o2 running statistics into the widened BatchNorms of the same name."""
+    source = {name: m for name, m in capacity.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    for name, m in widened.named_modules():
+        if isinstance(getattr(m, "extra", None), nn.BatchNorm2d):
+            half = source[name].num_features // 2
+            m.extra.running_mean.copy_(source[name].running_mean[half:])
+            m.extra.running_var.copy_(source[name].running_var[half:])
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {text!r}: write KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def task_for(corruption: str, overrides: list[str]):
+    cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
+                      overrides=[f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
+    return prepare(cfg)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corruption", default="interclass")
+    p.add_argument("--rates", default="0.1,1.0")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--epochs", type=float, default=1.0, help="REM's budget in passes over D_tr")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="REM config, e.g. fit=ce")
+    p.add_argument("--threads", type=int, help="torch threads (default: the runtime's)")
+    a = p.parse_args()
+    settings = dict(parse_setting(kv) for kv in a.set)
+    variants = a.variants.split(",")
+    if unknown := set(variants) - set(VARIANTS):
+        p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    threads = [f"runtime.threads={a.threads}"] if a.threads else []
+    capacity = task_for(a.corruption, threads)
+    plain = task_for(a.corruption, ["model.arch=resnet9-plain", *threads]) if any(v.startswith("plain") for v in variants) else None
+    for rate in (float(r) for r in a.rates.split(",")):
+        for seed in (int(s) for s in a.seeds.split(",")):
+            for variant in variants:
+                task = capacity if variant.startswith("capacity") else plain
+                forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
+                model = task.model
+                if variant.startswith("plain"):
+                    x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]
+                    model = expand(task.model, example_input=x, num_classes=10, seed=seed, **WIDEN)
+                    if variant == "plain-mimic":
+                        copy_capacity_statistics(model, capacity.model)
+                rem_module.fresh_capacity = (fresh_capacity_with_statistics if variant == "capacity-sane"
+                                             else _fresh_capacity)
+                try:
+                    result = unlearn(model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+                                     epochs=a.epochs, seed=seed, **settings)
+                finally:
+                    rem_module.fresh_capacity = _fresh_capacity
+                final = discard(result.model) if variant.startswith("plain") else result.model
+                m = task.evaluate(final, forget)
+                print(json.dumps({"corruption": a.corruption, "rate": rate, "seed": seed, "variant": variant,
+                                  "settings": settings, "epochs": a.epochs,
+                                  **{k: round(m[k], 2) for k in ("healed", "utility", "score")},
+                                  "wall": round(result.wall_time_s, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
