@@ -18,13 +18,18 @@ Variants, each REM on one cell (expand + discard for the plain model):
   copied into the widened BatchNorms (the reference then sees what the capacity model's does).
 
 ``--set fit=ce`` runs any of them with the reference-free fit.  One JSON line per run.
+``--statistics`` prints, instead, the capacity model's BatchNorm running variances (theta_o1
+and theta_o2 halves) and the masked-mode loss of the reference (eval mode) and of the model
+(train mode) on one D_tr batch, for both models, after step 1.
 
     .venv/bin/python experiments/reference_stats.py --rates 0.1,1.0 --seeds 0,1,2
+    .venv/bin/python experiments/reference_stats.py --statistics
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 
 import torch
@@ -77,6 +82,41 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+@torch.no_grad()
+def print_statistics(capacity, plain) -> None:
+    from rem_unlearn.methods.base import per_sample_ce
+    from rem_unlearn.methods.common import frozen_copy
+    from rem_unlearn.models import partition, partition_state
+
+    for name, m in capacity.model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            half = m.num_features // 2
+            split = "" if ".body.0." not in name else " (a residual block's inner layer: not split)"
+            print(f"{name}: running variance, first half {m.running_var[:half].mean():.3f}, "
+                  f"second half {m.running_var[half:].mean():.3f}{split}")
+    big = copy.deepcopy(capacity.model)
+    partition_state(big).p_mem = 0.2
+    torch.manual_seed(0)
+    fresh = type(big)(**big.arch)  # REM's step 1: fresh theta_o2 entries, statistics kept
+    masks = big.redirection_parameters()
+    for (n, p), f in zip(big.named_parameters(), fresh.parameters()):
+        p.copy_(torch.where(masks[n], f, p))
+    x = plain.evaluate.train_batcher.batch(plain.corrupted.corrupted_rows[:2], augment=False)[0]
+    widened = expand(plain.model, example_input=x, num_classes=10, seed=0, **WIDEN)
+    partition_state(widened).p_mem = 0.2
+    for label, task, model in (("capacity", capacity, big), ("plain + expand", plain, widened)):
+        train = task.corrupted.train
+        rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:256]
+        x, y, ids = task.evaluate.train_batcher.batch(rows, augment=False)
+        forget = discover(task.corrupted.corrupted_ids, 0.1, seed=0)
+        reference = frozen_copy(model)
+        with partition(reference, "shared", ids=ids, shared_ids=forget):
+            ce_ref = per_sample_ce(reference(x), y).mean()
+        with partition(model.train(), "shared", ids=ids, shared_ids=forget):
+            ce = per_sample_ce(model(x), y).mean()
+        print(f"{label}: masked-mode loss on a D_tr batch, reference (eval BN) {ce_ref:.3f}, model (train BN) {ce:.3f}")
+
+
 def task_for(corruption: str, overrides: list[str]):
     cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
                       overrides=[f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
@@ -92,6 +132,7 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=1.0, help="REM's budget in passes over D_tr")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="REM config, e.g. fit=ce")
     p.add_argument("--threads", type=int, help="torch threads (default: the runtime's)")
+    p.add_argument("--statistics", action="store_true", help="print the statistics and losses, run nothing")
     a = p.parse_args()
     settings = dict(parse_setting(kv) for kv in a.set)
     variants = a.variants.split(",")
@@ -100,6 +141,9 @@ def main() -> None:
     threads = [f"runtime.threads={a.threads}"] if a.threads else []
     capacity = task_for(a.corruption, threads)
     plain = task_for(a.corruption, ["model.arch=resnet9-plain", *threads]) if any(v.startswith("plain") for v in variants) else None
+    if a.statistics:
+        print_statistics(capacity, plain)
+        return
     for rate in (float(r) for r in a.rates.split(",")):
         for seed in (int(s) for s in a.seeds.split(",")):
             for variant in variants:
