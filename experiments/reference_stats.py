@@ -55,9 +55,13 @@ def fresh_capacity_with_statistics(ctx, model) -> int:
     kept = {m: (m.running_mean.clone(), m.running_var.clone()) for m in norms}
     recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, mode="own", seed=0)
     with torch.no_grad():
-        for m in norms:  # the capacity model's halves: theta_o1 first
-            half = m.num_features // 2
-            m.running_mean[:half], m.running_var[:half] = kept[m][0][:half], kept[m][1][:half]
+        for name, m in model.named_modules():
+            if m not in kept:
+                continue
+            # A split layer's channels: theta_o1 first, theta_o2 second.  A residual block's inner layer
+            # is not split: all of its statistics are kept.
+            keep = m.num_features if ".body.0." in name else m.num_features // 2
+            m.running_mean[:keep], m.running_var[:keep] = kept[m][0][:keep], kept[m][1][:keep]
     return count
 
 
