@@ -29,7 +29,7 @@ import statistics
 from collections import defaultdict
 
 from rem_unlearn import discard, expand, unlearn
-from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
@@ -83,9 +83,9 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=10.0, help="REM's budget in passes over D_tr (the paper's 10)")
     p.add_argument("--out", default="any_model.jsonl", help="JSON lines of every row (appended)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the method's config, e.g. fit=ce (JSON values; repeatable)")
+                   help="a setting of the method's config, e.g. fit=ce (repeatable)")
     a = p.parse_args()
-    settings = dict(parse_setting(kv) for kv in a.set)
+    settings = apply_overrides({}, a.set)  # the CLI's key=value parser (TOML values)
     rates = [float(r) for r in a.rates.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
     names = [n.strip() for n in a.models.split(",")]
@@ -108,16 +108,6 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
     print()
     print(table(rows))
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {text!r}: write KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def table(rows: list[dict]) -> str:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from rem_unlearn import discard, expand, unlearn
-from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.methods import rem as rem_module
@@ -74,16 +74,6 @@ def copy_capacity_statistics(widened: nn.Module, capacity: nn.Module) -> None:
             half = source[name].num_features // 2
             m.extra.running_mean.copy_(source[name].running_mean[half:])
             m.extra.running_var.copy_(source[name].running_var[half:])
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {text!r}: write KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 @torch.no_grad()
@@ -138,7 +128,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: the runtime's)")
     p.add_argument("--statistics", action="store_true", help="print the statistics and losses, run nothing")
     a = p.parse_args()
-    settings = dict(parse_setting(kv) for kv in a.set)
+    settings = apply_overrides({}, a.set)  # the CLI's key=value parser (TOML values)
     variants = a.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
