@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -48,32 +49,34 @@ WIDEN = {"width": 1.0, "layers": ["conv1.0", "conv2.0", "conv3.0", "conv4.0"]}  
 _fresh_capacity = rem_module.fresh_capacity
 
 
+def capacity_channels(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per BatchNorm of a capacity model, which channels are theta_o2 (all False in a layer that is not split)."""
+    masks = model.redirection_parameters()
+    return {name: masks[f"{name}.weight"] for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+
+
 def fresh_capacity_with_statistics(ctx, model) -> int:
-    """REM's step 1, then theta_o2's BatchNorm statistics re-estimated on D_r (theta_o1's kept)."""
+    """REM's step 1, then theta_o2's BatchNorm statistics re-estimated on D_r (every other channel's kept)."""
     count = _fresh_capacity(ctx, model)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    kept = {m: (m.running_mean.clone(), m.running_var.clone()) for m in norms}
+    norms = dict(model.named_modules())
+    kept = {name: (norms[name].running_mean.clone(), norms[name].running_var.clone(), o2)
+            for name, o2 in capacity_channels(model).items()}
     recalibrate_batchnorm(model, ctx.eval_batcher, ctx.retain_rows, mode="own", seed=0)
     with torch.no_grad():
-        for name, m in model.named_modules():
-            if m not in kept:
-                continue
-            # A split layer's channels: theta_o1 first, theta_o2 second.  A residual block's inner layer
-            # is not split: all of its statistics are kept.
-            keep = m.num_features if ".body.0." in name else m.num_features // 2
-            m.running_mean[:keep], m.running_var[:keep] = kept[m][0][:keep], kept[m][1][:keep]
+        for name, (mean, var, o2) in kept.items():
+            norms[name].running_mean[~o2], norms[name].running_var[~o2] = mean[~o2], var[~o2]
     return count
 
 
 @torch.no_grad()
 def copy_capacity_statistics(widened: nn.Module, capacity: nn.Module) -> None:
     """The capacity model's theta_o2 running statistics into the widened BatchNorms of the same name."""
-    source = {name: m for name, m in capacity.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    source = dict(capacity.named_modules())
+    o2 = capacity_channels(capacity)
     for name, m in widened.named_modules():
         if isinstance(getattr(m, "extra", None), nn.BatchNorm2d):
-            half = source[name].num_features // 2
-            m.extra.running_mean.copy_(source[name].running_mean[half:])
-            m.extra.running_var.copy_(source[name].running_var[half:])
+            m.extra.running_mean.copy_(source[name].running_mean[o2[name]])
+            m.extra.running_var.copy_(source[name].running_var[o2[name]])
 
 
 @torch.no_grad()
@@ -82,19 +85,18 @@ def print_statistics(capacity, plain) -> None:
     from rem_unlearn.methods.common import frozen_copy
     from rem_unlearn.models import partition, partition_state
 
-    for name, m in capacity.model.named_modules():
-        if isinstance(m, nn.BatchNorm2d):
-            half = m.num_features // 2
-            split = "" if ".body.0." not in name else " (a residual block's inner layer: not split)"
-            print(f"{name}: running variance, first half {m.running_var[:half].mean():.3f}, "
-                  f"second half {m.running_var[half:].mean():.3f}{split}")
+    norms = dict(capacity.model.named_modules())
+    for name, o2 in capacity_channels(capacity.model).items():
+        var = norms[name].running_var
+        if o2.any():
+            print(f"{name}: running variance, theta_o1 {var[~o2].mean():.3f}, theta_o2 {var[o2].mean():.3f}")
+        else:
+            print(f"{name}: running variance {var.mean():.3f} (not split)")
     big = copy.deepcopy(capacity.model)
     partition_state(big).p_mem = 0.2
     torch.manual_seed(0)
-    fresh = type(big)(**big.arch)  # REM's step 1: fresh theta_o2 entries, statistics kept
-    masks = big.redirection_parameters()
-    for (n, p), f in zip(big.named_parameters(), fresh.parameters()):
-        p.copy_(torch.where(masks[n], f, p))
+    step1 = SimpleNamespace(fresh_model=lambda: type(big)(**big.arch), log=lambda **_: None)
+    _fresh_capacity(step1, big)  # REM's step 1 itself: fresh theta_o2 entries, statistics kept
     x = plain.evaluate.train_batcher.batch(plain.corrupted.corrupted_rows[:2], augment=False)[0]
     widened = expand(plain.model, example_input=x, num_classes=10, seed=0, **WIDEN)
     partition_state(widened).p_mem = 0.2
@@ -134,7 +136,7 @@ def main() -> None:
         p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     threads = [f"runtime.threads={a.threads}"] if a.threads else []
     capacity = task_for(a.corruption, threads)
-    plain = task_for(a.corruption, ["model.arch=resnet9-plain", *threads]) if any(v.startswith("plain") for v in variants) else None
+    plain = task_for(a.corruption, ["model.arch=resnet9-plain", *threads]) if a.statistics or any(v.startswith("plain") for v in variants) else None
     if a.statistics:
         print_statistics(capacity, plain)
         return

@@ -9,7 +9,7 @@ from rem_unlearn.methods.base import ProxySelector, UnlearnContext, dpo_fit, npo
 from rem_unlearn.methods.rem import REM, REMConfig, REMOfficialConfig
 from rem_unlearn.models import ResNet9, partition, partition_state
 from rem_unlearn.training import Runtime, train_model
-from rem_unlearn.config import RuntimeConfig, TrainConfig
+from rem_unlearn.config import ConfigError, RuntimeConfig, TrainConfig
 
 from conftest import make_toy
 
@@ -287,8 +287,6 @@ def test_ce_fit_is_the_masked_cross_entropy_without_a_reference_pass():
     torch.testing.assert_close(loss.detach(), expected.detach())
     dpo = REM(REMConfig()).repair_loss(copy.deepcopy(model), ref, x, y, ids, routed, rt)
     assert not torch.allclose(loss.detach(), dpo.detach())
-    from rem_unlearn.config import ConfigError
-
     with pytest.raises(ConfigError, match="fit"):
         REMConfig(fit="kl").validate()
 
