@@ -409,6 +409,52 @@ def test_pretraining_on_the_pool_matches_in_process_and_reports_failures(tmp_pat
         assert all(torch.equal(pooled[k], serial[k]) for k in pooled)
 
 
+def test_a_model_left_over_by_the_pool_is_trained_by_its_first_cell(tmp_path, monkeypatch):
+    """Three uncached models on two workers: the pool trains two, the third is trained by its first cell
+    (at the front of the run, while the other worker runs the trained models' cells), its other cells come
+    last; every cell succeeds, and a failed first cell fails its model's other cells without training again."""
+    from collections import OrderedDict
+
+    from rem_unlearn.bench import runner
+    from rem_unlearn.bench.cell import task_key
+    from rem_unlearn.experiment import is_cached
+
+    monkeypatch.setattr(bench_cell, "_TASKS", OrderedDict())
+    grid = smoke(tmp_path / "cache", corruptions=["poison", "interclass", "random"], discovery_rates=[0.5],
+                 methods=["none", "ga"])
+    cells = [(c.key, c) for c in expand(grid)]
+    left = runner.left_to_cells([c for _, c in cells], workers=2)
+    assert left == {task_key(cells[-1][1].experiment)}  # the last of three models
+    assert runner.left_to_cells([c for _, c in cells], workers=1) == set()
+    assert runner.left_to_cells([c for _, c in cells if c.corruption == "poison"], workers=2) == set()
+    order = runner.training_first(cells, left)
+    assert [c.corruption for _, c in order] == ["random", "poison", "poison", "interclass", "interclass", "random"]
+    assert [c.trains_model for _, c in order] == [True] + [False] * 5
+    assert sorted(k for k, _ in order) == sorted(k for k, _ in cells)
+
+    pretrained: list = []
+    real = runner.pretrain_all
+    monkeypatch.setattr(runner, "pretrain_all",
+                        lambda cells, **kw: pretrained.extend(cells) or real(cells, **kw))
+    records = run_grid(grid, tmp_path / "results", workers=2, quiet=True)
+    assert {c.corruption for c in pretrained} == {"poison", "interclass"}
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    assert all(is_cached(c.experiment) for _, c in cells)
+
+    # A first cell that cannot train its model (the cache is a file) fails that model's other cells without
+    # running them. Cells in this process, in order; the pool's size is faked to leave the model to a cell.
+    (tmp_path / "a-file").write_text("not a folder")
+    broken = smoke(tmp_path / "a-file", corruptions=["poison", "interclass", "random"], discovery_rates=[0.5],
+                   methods=["none", "ga"])
+    monkeypatch.setattr(runner, "pretrain_pool", lambda engine: {"workers": 2, "threads": 1})
+    monkeypatch.setattr(runner, "pretrain_all", lambda cells, **kw: {})
+    ran = _count_calls(monkeypatch)
+    records = run_grid(broken, tmp_path / "broken", engine=LocalEngine(1, threads=1), quiet=True)
+    random = [r for r in records if r["cell"]["corruption"] == "random"]
+    assert all(r["status"] == "failed" for r in records) and len(ran) == 5  # the last random cell never ran
+    assert sum("pre-training the model failed" in r["error"] for r in random) == 1
+
+
 def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, tmp_path, monkeypatch):
     """Each record says which command and commit made it; the leaderboard shows both; --log puts each cell
     in TensorBoard as one run with its metrics."""

@@ -185,7 +185,7 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
                 f"this worker ({platform.node()}, pid {os.getpid()}, versions {versions()}) resolves the cell to "
                 f"key {own}, the driver to {key}: the worker runs different code or method defaults than the "
                 "driver (was the source changed during the sweep?)")
-        task = get_task(cell.experiment)
+        task = get_task(cell.experiment, warn_untrained=not cell.trains_model)
         corrupted_ids = task.corrupted.corrupted_ids
         forget_ids = known = discover(corrupted_ids, cell.discovery_rate, cell.seed)
         if cell.detected:

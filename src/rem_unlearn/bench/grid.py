@@ -218,6 +218,7 @@ class Cell:
     discovery_mode: str = "uniform"
     scorer: str | None = None  # detected cells: the scorer that extends the known ids
     scorer_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    trains_model: bool = field(default=False, compare=False, hash=False, repr=False)  # the runner left its model to it
 
     @property
     def detected(self) -> bool:

@@ -7,6 +7,7 @@ in this process, in worker processes or as Ray tasks.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import shlex
 import sys
@@ -84,6 +85,36 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
         cfg.runtime.progress = not quiet
         attempt(key, lambda cfg=cfg: _pretrain_one(cfg), "trained")
     return errors
+
+
+def left_to_cells(cells: Iterable[Cell], workers: int) -> set[str]:
+    """The models that a cell trains instead of the pre-training pool (task keys).
+
+    The pool trains ``workers`` models at a time, so of ``n`` uncached models the last ``n % workers``
+    would train while the other workers idle (the default grid: three models on two workers). Each of
+    those is trained by its first cell instead, while the other workers already run the cells of the
+    trained models. With fewer models than workers nothing is left: there are no cells to run meanwhile.
+    """
+    missing = list(dict.fromkeys(task_key(c.experiment) for c in cells if not is_cached(c.experiment)))
+    if workers < 2 or len(missing) < workers:
+        return set()
+    return set(missing[len(missing) - len(missing) % workers:])
+
+
+def training_first(todo: list[tuple[str, Cell]], models: set[str]) -> list[tuple[str, Cell]]:
+    """``todo`` with the first cell of each model in ``models`` at the front (marked as training it) and
+    that model's other cells at the end, so that they find it trained."""
+    first, middle, last, seen = [], [], [], set()
+    for key, cell in todo:
+        model = task_key(cell.experiment)
+        if model not in models:
+            middle.append((key, cell))
+        elif model in seen:
+            last.append((key, cell))
+        else:
+            seen.add(model)
+            first.append((key, dataclasses.replace(cell, trains_model=True)))
+    return first + middle + last
 
 
 def pretrain_pool(engine: Any) -> dict[str, Any]:
@@ -177,7 +208,14 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
             print(f"bench: {len(keyed)} cells, {len(done)} already done, {len(todo)} to run "
                   f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
                   flush=True)
-        pre_errors = pretrain_all([c for _, c in todo], quiet=quiet, **pretrain_pool(runner_engine)) if todo else {}
+        pool = pretrain_pool(runner_engine)
+        in_cells = left_to_cells([c for _, c in todo], pool.get("workers", 1))
+        todo = training_first(todo, in_cells)
+        pretrain = [c for _, c in todo if task_key(c.experiment) not in in_cells]
+        pre_errors = pretrain_all(pretrain, quiet=quiet, **pool) if pretrain else {}
+        if in_cells and not quiet:
+            print(f"bench: {len(in_cells)} model(s) trained by their first cell while the other workers run cells",
+                  flush=True)
         bar = tqdm(total=len(keyed), initial=len(done), unit="cell", desc="bench", disable=quiet,
                    dynamic_ncols=True)
         finished = len(done)
@@ -194,6 +232,10 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                 store.write(record)
                 if track:
                     log_record(track, track_dir, record)
+            cell = keyed.get(record.get("key"))
+            if (record.get("status") == "failed" and cell is not None and task_key(cell.experiment) in in_cells
+                    and not is_cached(cell.experiment)):  # its first cell could not train it: skip the others
+                pre_errors.setdefault(task_key(cell.experiment), str(record.get("error")))
             claim = claims.pop(record.get("key"), None)
             if claim is not None:
                 claim.release()
