@@ -35,6 +35,8 @@ from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
 from rem_unlearn.training import recalibrate_batchnorm
 
+CORRUPTIONS = ("poison", "interclass", "random")
+
 MODELS = {  # name -> (experiment overrides, expand arguments or None for the partitioned model)
     "ResNet-18 + expand": (["model.arch=resnet18", "model.width=0.25"], {"width": 0.5}),
     "ResNet-9 plain + expand": (["model.arch=resnet9-plain"],
@@ -84,7 +86,16 @@ def main() -> None:
     p.add_argument("--out", default="any_model.jsonl", help="JSON lines of every row (appended)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the method's config, e.g. fit=ce (repeatable)")
+    p.add_argument("--table", nargs="+", metavar="JSONL",
+                   help="print the tables of these --out files (all their rows, every seed) instead of running")
+    p.add_argument("--compare", default="ResNet-9 plain + expand,ResNet-9 capacity 0.5", metavar="A,B",
+                   help="with --table: the two models to pair cell by cell and seed by seed (A minus B)")
     a = p.parse_args()
+    if a.table:
+        rows = [json.loads(line) for path in a.table for line in open(path) if line.strip()]
+        print(table(rows) + "\n")
+        print(paired(rows, *a.compare.split(",")))
+        return
     settings = apply_overrides({}, a.set)  # the CLI's key=value parser (TOML values)
     rates = [float(r) for r in a.rates.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -127,6 +138,29 @@ def table(rows: list[dict]) -> str:
                      f" | {len(group)} |")
     lines.append("")
     lines += [f"- {model}: mean score {statistics.mean(v):.2f} over {len(v)} cells" for model, v in per_model.items()]
+    return "\n".join(lines)
+
+
+def paired(rows: list[dict], a: str, b: str) -> str:
+    """Score of model ``a`` minus model ``b`` per (corruption, rate), paired by seed (same known ids)."""
+    score = {(r["corruption"], r["rate"], r["seed"], r["model"]): r["score"] for r in rows if not r.get("settings")}
+    cells = sorted({(c, rate) for c, rate, _, m in score if m == a}, key=lambda k: (CORRUPTIONS.index(k[0]), k[1]))
+    lines = [f"| corruption | rate | {a} | {b} | difference (mean ± SEM over seeds) | per seed | seeds |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    means = []
+    for c, rate in cells:
+        seeds = sorted(s for cc, rr, s, m in score if (cc, rr, m) == (c, rate, a) and (c, rate, s, b) in score)
+        if not seeds:
+            continue
+        diff = [score[(c, rate, s, a)] - score[(c, rate, s, b)] for s in seeds]
+        sem = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else 0.0
+        means.append(statistics.mean(diff))
+        lines.append(f"| {c} | {rate:g} | {statistics.mean(score[(c, rate, s, a)] for s in seeds):.1f} | "
+                     f"{statistics.mean(score[(c, rate, s, b)] for s in seeds):.1f} | "
+                     f"{statistics.mean(diff):+.1f} ± {sem:.1f} | {' / '.join(f'{d:+.1f}' for d in diff)} | "
+                     f"{len(seeds)} |")
+    lines.append(f"\nmean difference over {len(means)} cells: {statistics.mean(means):+.2f}; worst cell "
+                 f"{min(means):+.1f}" if means else "\nno paired cells")
     return "\n".join(lines)
 
 
