@@ -80,6 +80,7 @@ def main() -> None:
     p.add_argument("--corruptions", default="poison,interclass,random")
     p.add_argument("--rates", default="0.1,0.25,0.5,1.0")
     p.add_argument("--seeds", default="0", help="discovery + unlearning seeds per cell")
+    p.add_argument("--train-seed", type=int, default=0, help="the trained models' training seed (train.seed)")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated names of MODELS")
     p.add_argument("--method", default="rem")
     p.add_argument("--epochs", type=float, default=10.0, help="REM's budget in passes over D_tr (the paper's 10)")
@@ -104,13 +105,14 @@ def main() -> None:
     for corruption in a.corruptions.split(","):
         for name in names:
             overrides, how = MODELS[name]
-            task = task_for(corruption, overrides)
+            task = task_for(corruption, [*overrides, f"train.seed={a.train_seed}"])
             trained = task.evaluate(task.model)
             print(f"{corruption} / {name}: trained in {task.train_seconds:.0f}s, healed {trained['healed']:.1f}, "
                   f"utility {trained['utility']:.1f}", flush=True)
             for rate in rates:
                 for seed in seeds:
-                    row = {"corruption": corruption, "model": name, "rate": rate, "seed": seed, "method": a.method,
+                    row = {"corruption": corruption, "model": name, "rate": rate, "seed": seed,
+                           "train_seed": a.train_seed, "method": a.method,
                            "epochs": a.epochs, "settings": settings,
                            **run_cell(task, how, rate, seed, a.method, a.epochs, settings)}
                     rows.append(row)
@@ -142,10 +144,13 @@ def table(rows: list[dict]) -> str:
 
 
 def paired(rows: list[dict], a: str, b: str) -> str:
-    """Score of model ``a`` minus model ``b`` per (corruption, rate), paired by seed (same known ids)."""
-    score = {(r["corruption"], r["rate"], r["seed"], r["model"]): r["score"] for r in rows if not r.get("settings")}
+    """Score of model ``a`` minus model ``b`` per (corruption, rate), paired by seed (same known ids) and
+    training seed (rows without one were trained with seed 0)."""
+    score = {(r["corruption"], r["rate"], (r.get("train_seed", 0), r["seed"]), r["model"]): r["score"]
+             for r in rows if not r.get("settings")}
     cells = sorted({(c, rate) for c, rate, _, m in score if m == a}, key=lambda k: (CORRUPTIONS.index(k[0]), k[1]))
-    lines = [f"| corruption | rate | {a} | {b} | difference (mean ± SEM over seeds) | per seed | seeds |",
+    lines = [f"| corruption | rate | {a} | {b} | difference (mean ± SEM over seeds) | per (training seed, seed) "
+             "| seeds |",
              "|---|---:|---:|---:|---:|---|---:|"]
     means = []
     for c, rate in cells:
@@ -157,7 +162,8 @@ def paired(rows: list[dict], a: str, b: str) -> str:
         means.append(statistics.mean(diff))
         lines.append(f"| {c} | {rate:g} | {statistics.mean(score[(c, rate, s, a)] for s in seeds):.1f} | "
                      f"{statistics.mean(score[(c, rate, s, b)] for s in seeds):.1f} | "
-                     f"{statistics.mean(diff):+.1f} ± {sem:.1f} | {' / '.join(f'{d:+.1f}' for d in diff)} | "
+                     f"{statistics.mean(diff):+.1f} ± {sem:.1f} | "
+                     f"{', '.join(f't{t}s{sd} {d:+.1f}' for (t, sd), d in zip(seeds, diff))} | "
                      f"{len(seeds)} |")
     lines.append(f"\nmean difference over {len(means)} cells: {statistics.mean(means):+.2f}; worst cell "
                  f"{min(means):+.1f}" if means else "\nno paired cells")
