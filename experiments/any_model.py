@@ -17,7 +17,8 @@ appended to ``--out`` as a JSON line, so tables can be rebuilt without rerunning
     .venv/bin/python experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10] [--set fit=ce]
 
 ``--seeds`` are the discovery and unlearning seeds of a cell; the trained models
-(training seed 0) are shared by all of them.
+(training seed ``--train-seed``, default 0) are shared by all of them.  ``--table`` rebuilds
+the tables from ``--out`` files and pairs two models cell by cell and seed by seed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
+from rem_unlearn.report.tables import mean_sem
 from rem_unlearn.training import recalibrate_batchnorm
 
 CORRUPTIONS = ("poison", "interclass", "random")
@@ -158,11 +160,11 @@ def paired(rows: list[dict], a: str, b: str) -> str:
         if not seeds:
             continue
         diff = [score[(c, rate, s, a)] - score[(c, rate, s, b)] for s in seeds]
-        sem = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else 0.0
-        means.append(statistics.mean(diff))
+        mean, sem = mean_sem(diff)
+        means.append(mean)
         lines.append(f"| {c} | {rate:g} | {statistics.mean(score[(c, rate, s, a)] for s in seeds):.1f} | "
                      f"{statistics.mean(score[(c, rate, s, b)] for s in seeds):.1f} | "
-                     f"{statistics.mean(diff):+.1f} ± {sem:.1f} | "
+                     f"{mean:+.1f} ± {sem:.1f} | "
                      f"{', '.join(f't{t}s{sd} {d:+.1f}' for (t, sd), d in zip(seeds, diff))} | "
                      f"{len(seeds)} |")
     lines.append(f"\nmean difference over {len(means)} cells: {statistics.mean(means):+.2f}; worst cell "

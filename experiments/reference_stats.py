@@ -36,16 +36,15 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from any_model import MODELS, task_for  # experiments/any_model.py: the same trained models and widening
 from rem_unlearn import discard, expand, unlearn
-from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
+from rem_unlearn.config import apply_overrides
 from rem_unlearn.corruptions import discover
-from rem_unlearn.experiment import prepare
 from rem_unlearn.methods import rem as rem_module
-from rem_unlearn.presets import experiment_preset
 from rem_unlearn.training import recalibrate_batchnorm
 
 VARIANTS = ("capacity", "capacity-sane", "plain", "plain-mimic")
-WIDEN = {"width": 1.0, "layers": ["conv1.0", "conv2.0", "conv3.0", "conv4.0"]}  # the capacity model's four groups
+WIDEN = MODELS["ResNet-9 plain + expand"][1]  # expand where the capacity model keeps theta_o2, by the same width
 _fresh_capacity = rem_module.fresh_capacity
 
 
@@ -111,12 +110,6 @@ def print_statistics(capacity, plain) -> None:
         with partition(model.train(), "shared", ids=ids, shared_ids=forget):
             ce = per_sample_ce(model(x), y).mean()
         print(f"{label}: masked-mode loss on a D_tr batch, reference (eval BN) {ce_ref:.3f}, model (train BN) {ce:.3f}")
-
-
-def task_for(corruption: str, overrides: list[str]):
-    cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
-                      overrides=[f"corruption.kind={corruption}", "runtime.progress=false", *overrides])
-    return prepare(cfg)
 
 
 def main() -> None:

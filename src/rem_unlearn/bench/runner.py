@@ -38,6 +38,14 @@ def _pretrain_one(cfg: Any) -> float:
     return get_task(cfg, warn_untrained=False).train_seconds
 
 
+def uncached_models(cells: Iterable[Cell]) -> dict[str, Any]:
+    """The distinct experiment configs of ``cells`` whose model is not in the cache, by task key."""
+    models: dict[str, Any] = {}
+    for cell in cells:
+        models.setdefault(task_key(cell.experiment), cell.experiment)
+    return {key: cfg for key, cfg in models.items() if not is_cached(cfg)}
+
+
 def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False, workers: int = 1,
                  threads: int | None = None) -> dict[str, str]:
     """Train each distinct (corruption, variant, seed) model of the cells once into the cache.
@@ -48,10 +56,7 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
     Returns ``{task_key: traceback}`` of the models that could not be trained
     (their cells are recorded as failed without running).
     """
-    todo: dict[str, Any] = {}
-    for cell in _cells_of(grid_or_cells):
-        todo.setdefault(task_key(cell.experiment), cell.experiment)
-    missing = {k: copy.deepcopy(cfg) for k, cfg in todo.items() if not is_cached(cfg)}
+    missing = {k: copy.deepcopy(cfg) for k, cfg in uncached_models(_cells_of(grid_or_cells)).items()}
     errors: dict[str, str] = {}
 
     def what(cfg: Any) -> str:
@@ -95,7 +100,7 @@ def left_to_cells(cells: Iterable[Cell], workers: int) -> set[str]:
     those is trained by its first cell instead, while the other workers already run the cells of the
     trained models. With fewer models than workers nothing is left: there are no cells to run meanwhile.
     """
-    missing = list(dict.fromkeys(task_key(c.experiment) for c in cells if not is_cached(c.experiment)))
+    missing = list(uncached_models(cells))
     if workers < 2 or len(missing) < workers:
         return set()
     return set(missing[len(missing) - len(missing) % workers:])
