@@ -7,7 +7,8 @@
 3. Redirect + repair: one epoch over D_tr; every sample is fitted through
    theta_o1 + its own mask over theta_o2, except that all of D_f share one
    mask (3.1, DPO-style fit relative to the frozen reference), plus the NPO
-   removal term on the D_f samples of the batch through theta_o1 (3.2).
+   removal term on the D_f samples of the batch through theta_o1 (3.2),
+   with frozen BatchNorm statistics.
 4. Drop: the returned model is used in drop mode (or :func:`rem_unlearn.discard`).
 
 Rounds of {flush, repair} repeat until the step budget is used; the round
@@ -46,8 +47,10 @@ class REMConfig(UnlearnConfig):
     removal: str = "npo"  # or "ga": plain gradient ascent on CE (REM-GA ablation)
     ideal: bool = False  # oracle: all corrupted ids share the mask and get the removal term
     # Where we deviate from the official code (docs/design.md); `rem-official` restores it.
-    removal_every_step: bool = True  # 3.2 on a D_f mini-batch at every repair step, weight 1
-    removal_batch_size: int = 32  # rows of that D_f mini-batch
+    # 3.2 on a D_f mini-batch at every repair step, weight 1 (False: on the batch's own D_f rows, as the
+    # official code; with drop_mode_batchnorm those rows run alone through frozen BN, docs/design.md §9.5)
+    removal_every_step: bool = False
+    removal_batch_size: int = 32  # rows of that D_f mini-batch (removal_every_step, redirect_known)
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
@@ -200,8 +203,8 @@ class REM(Method[REMConfig]):
             return per_sample_ce(functional_call(model, params, (x,)), y).mean()
 
     def repair_loss(self, model, reference, x, y, ids, routed, rt) -> torch.Tensor:
-        """Step 3 batch loss: the redirect term on every row, plus (official scheme) the removal term on
-        the routed rows of the batch, from a drop-mode pass over the whole batch, averaged over the batch."""
+        """Step 3 batch loss: the redirect term on every row, plus the removal term on the routed rows of the
+        batch (unless ``removal_every_step`` puts it on a mini-batch of its own), averaged over the batch."""
         cfg = self.config
         in_forget = torch.isin(ids, routed)
         fit_mode = "shared" if cfg.redirect else "drop"
@@ -218,11 +221,17 @@ class REM(Method[REMConfig]):
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
             total = fit.sum()
             if cfg.repair_removal and not cfg.removal_every_step and bool(in_forget.any()):
-                # The whole batch, so that train-mode BN normalises D_f with the statistics of a mixed batch.
-                with torch.no_grad():
-                    ce_ref_all = per_sample_ce(reference(x), y)  # drop mode: theta_o1 of the trained model
-                removal = self.removal_loss(per_sample_ce(model(x), y), ce_ref_all)
-                total = total + (removal * in_forget).sum()
+                if cfg.drop_mode_batchnorm:
+                    # Frozen BN: a row's removal loss does not depend on the rest of its batch, so the D_f
+                    # rows alone give the whole-batch term, at a fraction of its cost (tests/test_rem.py).
+                    forget_x, forget_y = x[in_forget], y[in_forget]
+                    total = total + self.removal_step_loss(model, reference, forget_x, forget_y, rt) * len(forget_y)
+                else:
+                    # Official: the whole batch in train-mode BN, so D_f is normalised with a mixed batch.
+                    with torch.no_grad():
+                        ce_ref_all = per_sample_ce(reference(x), y)  # drop mode: theta_o1 of the trained model
+                    removal = self.removal_loss(per_sample_ce(model(x), y), ce_ref_all)
+                    total = total + (removal * in_forget).sum()
         return total / len(y)
 
 
