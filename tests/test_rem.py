@@ -72,10 +72,10 @@ def _fit(model, ref, x, y, ids, routed):
     return dpo_fit(ce_m, ce_r, 1.0)
 
 
-def test_repair_loss_with_removal_every_step_is_the_redirect_term():
-    """removal_every_step moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
+def test_default_repair_loss_is_the_redirect_term():
+    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
-    loss = REM(REMConfig(removal_every_step=True)).repair_loss(model, ref, x, y, ids, routed, rt)
+    loss = REM(REMConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
     torch.testing.assert_close(loss.detach(), _fit(copy.deepcopy(model), ref, x, y, ids, routed).mean().detach())
 
 
@@ -112,12 +112,13 @@ def test_removal_on_forget_rows_alone_is_another_loss_in_training():
     assert model.training  # the pass froze BatchNorm for itself only
 
 
-def test_default_in_batch_removal_is_the_forget_rows_pass_with_frozen_batchnorm_in_training():
-    """REM's default: the removal term of the batch's D_f rows runs on those rows alone, through BN's
-    running statistics, summed and averaged over the whole batch.  In train mode this is the same loss
-    whatever else the batch holds (the fit pass before it moves the statistics, in the model and its twin)."""
+def test_in_batch_removal_is_the_forget_rows_pass_with_frozen_batchnorm_in_training():
+    """removal_every_step=false with drop_mode_batchnorm: the removal term of the batch's D_f rows runs on
+    those rows alone, through BN's running statistics, summed and averaged over the whole batch.  In train
+    mode this is the same loss whatever else the batch holds (the fit pass before it moves the statistics,
+    in the model and its twin)."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
-    rem = REM(REMConfig())
+    rem = REM(REMConfig(removal_every_step=False))
     twin = copy.deepcopy(model)
     loss = rem.repair_loss(model, ref, x, y, ids, routed, rt)
     f = torch.isin(ids, routed)
@@ -301,13 +302,12 @@ def test_ce_fit_is_the_masked_cross_entropy_without_a_reference_pass():
         def forward(self, x):
             raise AssertionError("the reference ran")
 
-    # removal_every_step: the batch carries the fit alone (the removal term needs its reference)
-    loss = REM(REMConfig(fit="ce", removal_every_step=True)).repair_loss(model, NeverCalled(), x, y, ids, routed, rt)
+    loss = REM(REMConfig(fit="ce")).repair_loss(model, NeverCalled(), x, y, ids, routed, rt)
     twin = copy.deepcopy(model)
     with partition(twin, "shared", ids=ids, shared_ids=routed):
         expected = per_sample_ce(twin(x), y).mean()
     torch.testing.assert_close(loss.detach(), expected.detach())
-    dpo = REM(REMConfig(removal_every_step=True)).repair_loss(copy.deepcopy(model), ref, x, y, ids, routed, rt)
+    dpo = REM(REMConfig()).repair_loss(copy.deepcopy(model), ref, x, y, ids, routed, rt)
     assert not torch.allclose(loss.detach(), dpo.detach())
     with pytest.raises(ConfigError, match="fit"):
         REMConfig(fit="kl").validate()

@@ -7,8 +7,9 @@
 3. Redirect + repair: one epoch over D_tr; every sample is fitted through
    theta_o1 + its own mask over theta_o2, except that all of D_f share one
    mask (3.1, DPO-style fit relative to the frozen reference), plus the NPO
-   removal term on the D_f samples of the batch through theta_o1 (3.2),
-   with frozen BatchNorm statistics.
+   removal term on D_f through theta_o1 (3.2), with frozen BatchNorm
+   statistics: by default on a D_f mini-batch at every step, officially on
+   the D_f rows of each batch.
 4. Drop: the returned model is used in drop mode (or :func:`rem_unlearn.discard`).
 
 Rounds of {flush, repair} repeat until the step budget is used; the round
@@ -49,7 +50,7 @@ class REMConfig(UnlearnConfig):
     # Where we deviate from the official code (docs/design.md); `rem-official` restores it.
     # 3.2 on a D_f mini-batch at every repair step, weight 1 (False: on the batch's own D_f rows, as the
     # official code; with drop_mode_batchnorm those rows run alone through frozen BN, docs/design.md §9.5)
-    removal_every_step: bool = False
+    removal_every_step: bool = True
     removal_batch_size: int = 32  # rows of that D_f mini-batch (removal_every_step, redirect_known)
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
