@@ -34,10 +34,11 @@ from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
+from rem_unlearn.report.heatmaps import REGULARITY
 from rem_unlearn.report.tables import mean_sem
 from rem_unlearn.training import recalibrate_batchnorm
 
-CORRUPTIONS = ("poison", "interclass", "random")
+CORRUPTIONS = tuple(c for c, _ in REGULARITY)  # high to low regularity, as the heatmaps
 
 MODELS = {  # name -> (experiment overrides, expand arguments or None for the partitioned model)
     "ResNet-18 + expand": (["model.arch=resnet18", "model.width=0.25"], {"width": 0.5}),

@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 
 from rem_unlearn.report import cell_table, load_records
+from rem_unlearn.report.heatmaps import REGULARITY
 from rem_unlearn.report.tables import catastrophic_cells, is_ok, mean_sem
 
-CORRUPTIONS = ("poison", "interclass", "random")
+CORRUPTIONS = tuple(c for c, _ in REGULARITY)  # high to low regularity, as the heatmaps
 
 
 def _by_cell(records: list[dict]) -> dict[tuple, dict]:
