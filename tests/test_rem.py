@@ -8,7 +8,7 @@ from rem_unlearn.api import ForgetIdError, forget_rows, unlearn
 from rem_unlearn.methods.base import ProxySelector, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
 from rem_unlearn.methods.rem import REM, REMConfig, REMOfficialConfig
 from rem_unlearn.models import ResNet9, partition, partition_state
-from rem_unlearn.training import Runtime, train_model
+from rem_unlearn.training import Batcher, Runtime, train_model
 from rem_unlearn.config import ConfigError, RuntimeConfig, TrainConfig
 
 from conftest import make_toy
@@ -324,3 +324,28 @@ def test_redirect_known_trains_the_capacity_alone():
     grads = {n: p.grad for n, p in model.named_parameters()}
     assert all(g is None or not g[~masks[n]].any() for n, g in grads.items())  # theta_o1 untouched
     assert sum(int((g[masks[n]] != 0).sum()) for n, g in grads.items() if g is not None) > 0
+
+
+def test_removal_sees_forget_rows_as_stored_unless_asked(monkeypatch):
+    """NPO's weight fades as a row is forgotten but restarts at 1 on each new augmented view of it, so REM's
+    flush and removal mini-batch use D_f as stored; ``removal_augment=True`` (rem-official) augments them."""
+    data, model = memorised_noise()
+    forget = data.ids[:16]
+    stored = Batcher(data, Runtime.from_config()).batch(forget_rows(data, forget))[0].flatten(1)
+    seen: list[torch.Tensor] = []
+    removal_step_loss = REM.removal_step_loss
+
+    def spy(self, model, reference, x, y, rt):
+        seen.append(x.detach().flatten(1).clone())
+        return removal_step_loss(self, model, reference, x, y, rt)
+
+    monkeypatch.setattr(REM, "removal_step_loss", spy)
+    kw = dict(epochs=1, optim={"batch_size": 32, "lr": 0.05}, runtime=RT)
+    unlearn(model, data, forget, "rem", **kw)
+    assert len(seen) > 1  # the flush and the repair's every-step removal
+    assert all(torch.cdist(x.float(), stored.float()).min(dim=1).values.max() == 0 for x in seen)
+    seen.clear()
+    unlearn(model, data, forget, "rem", removal_augment=True, **kw)
+    assert len(seen) > 1
+    assert any(torch.cdist(x.float(), stored.float()).min(dim=1).values.max() > 0 for x in seen)
+    assert REMOfficialConfig().removal_augment and not REMConfig().removal_augment

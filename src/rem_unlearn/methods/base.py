@@ -91,10 +91,11 @@ class UnlearnContext:
         return Trainer(model or self.model, optim or self.config.optim, total_steps or self.budget, self.runtime,
                        params=params, what=what, grad_masks=grad_masks)
 
-    def batches(self, rows: torch.Tensor, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Endless shuffled, augmented batches over ``rows``, epoch after epoch."""
+    def batches(self, rows: torch.Tensor, batch_size: int | None = None, *,
+                augment: bool | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Endless shuffled batches over ``rows``, epoch after epoch (augmented unless ``augment=False``)."""
         while True:
-            yield from self.batcher.epoch(rows, batch_size or self.config.optim.batch_size)
+            yield from self.batcher.epoch(rows, batch_size or self.config.optim.batch_size, augment=augment)
 
     def forget_accuracy(self, model: nn.Module) -> float:
         return accuracy(model, self.eval_batcher, self.forget_rows) / 100.0

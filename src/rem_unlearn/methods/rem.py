@@ -52,6 +52,10 @@ class REMConfig(UnlearnConfig):
     # official code; with drop_mode_batchnorm those rows run alone through frozen BN, docs/design.md §9.5)
     removal_every_step: bool = True
     removal_batch_size: int = 32  # rows of that D_f mini-batch (removal_every_step, redirect_known)
+    # D_f as stored, not augmented, in the flush and that mini-batch (the official code augments): NPO's weight
+    # 2 sigma(log pi/pi_ref) fades as a row is forgotten, but restarts at 1 on every new random view of it, so on
+    # augmented D_f the removal never lets up (docs/any-model.md, "Removal on augmented views").
+    removal_augment: bool = False
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
@@ -128,7 +132,7 @@ class REM(Method[REMConfig]):
         trainer = ctx.trainer(what="REM")
         round_steps = cfg.round_steps or ctx.steps_per_epoch
         batches = ctx.batches(ctx.all_rows)
-        removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size)
+        removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size, augment=None if cfg.removal_augment else False)
         capacity = redirection_masks(model) if cfg.redirect_known else None
         stale = 0
         for rnd in range(1, -(-ctx.budget // round_steps) + 1):
@@ -176,7 +180,8 @@ class REM(Method[REMConfig]):
             if ctx.forget_accuracy(model) <= cfg.gamma:
                 break
             model.train()
-            steps += run_epoch(trainer, ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size),
+            batches = ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size, augment=None if cfg.removal_augment else False)
+            steps += run_epoch(trainer, batches,
                                lambda x, y, ids: self.removal_step_loss(model, reference, x, y, ctx.runtime),
                                count=False, autocast=False)[1]
         return steps
@@ -286,6 +291,7 @@ class REMGradientAscent(REM):
 @dataclass
 class REMOfficialConfig(REMConfig):
     reinit_capacity: bool = False
+    removal_augment: bool = True
     removal_every_step: bool = False
     drop_mode_batchnorm: bool = False
     patience: int | None = None
