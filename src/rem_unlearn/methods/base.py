@@ -93,7 +93,7 @@ class UnlearnContext:
 
     def batches(self, rows: torch.Tensor, batch_size: int | None = None, *,
                 augment: bool | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Endless shuffled batches over ``rows``, epoch after epoch (augmented unless ``augment=False``)."""
+        """Endless shuffled batches over ``rows``, epoch after epoch; ``augment`` overrides the config's augmentation."""
         while True:
             yield from self.batcher.epoch(rows, batch_size or self.config.optim.batch_size, augment=augment)
 

@@ -54,7 +54,7 @@ class REMConfig(UnlearnConfig):
     removal_batch_size: int = 32  # rows of that D_f mini-batch (removal_every_step, redirect_known)
     # D_f as stored, not augmented, in the flush and that mini-batch (the official code augments): NPO's weight
     # 2 sigma(log pi/pi_ref) fades as a row is forgotten, but restarts at 1 on every new random view of it, so on
-    # augmented D_f the removal never lets up (docs/any-model.md, "Removal on augmented views").
+    # augmented D_f the removal never lets up (docs/any-model.md, "Removal on D_f as stored").
     removal_augment: bool = False
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
@@ -132,7 +132,7 @@ class REM(Method[REMConfig]):
         trainer = ctx.trainer(what="REM")
         round_steps = cfg.round_steps or ctx.steps_per_epoch
         batches = ctx.batches(ctx.all_rows)
-        removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size, augment=None if cfg.removal_augment else False)
+        removal_batches = ctx.batches(routed_rows, cfg.removal_batch_size, augment=cfg.augment and cfg.removal_augment)
         capacity = redirection_masks(model) if cfg.redirect_known else None
         stale = 0
         for rnd in range(1, -(-ctx.budget // round_steps) + 1):
@@ -176,12 +176,12 @@ class REM(Method[REMConfig]):
         """
         cfg = self.config
         steps = 0
+        augment = cfg.augment and cfg.removal_augment
         for _ in range(cfg.max_flush_epochs):
             if ctx.forget_accuracy(model) <= cfg.gamma:
                 break
             model.train()
-            batches = ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size, augment=None if cfg.removal_augment else False)
-            steps += run_epoch(trainer, batches,
+            steps += run_epoch(trainer, ctx.batcher.epoch(ctx.forget_rows, cfg.optim.batch_size, augment=augment),
                                lambda x, y, ids: self.removal_step_loss(model, reference, x, y, ctx.runtime),
                                count=False, autocast=False)[1]
         return steps
