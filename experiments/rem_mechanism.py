@@ -4,8 +4,9 @@ For each corruption, trains (or loads from the cache) the model of an
 experiment preset, runs REM at one discovery rate and prints, per REM round,
 the accuracy on the *corrupted* labels of all corrupted samples (and of the
 undiscovered ones) through theta_o1 only (drop mode) and through theta_o1 +
-masked theta_o2 (the shared-mask mode REM trains in).  Redirection happened
-when drop falls while masked stays high.  Ends with a Markdown table of the
+masked theta_o2 (the shared-mask mode REM trains in), and the drop-mode
+utility on the test set (a diagnostic only: REM's selection never sees it).
+Redirection happened when drop falls while masked stays high.  Ends with a Markdown table of the
 trained model vs REM (healed, utility, score, attack success, wall time).
 
     .venv/bin/python experiments/rem_mechanism.py                       # poison, ResNet-9, rate 0.5
@@ -49,7 +50,7 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
     print("accuracy on the corrupted labels; masked = theta_o1 + theta_o2 (D_f: the shared mask, others: own); "
           "fit weight = the redirect term's gradient weight on D_f (0..2)")
     print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: D_f':>11}{'masked: D_f':>13}"
-          f"{'drop: undisc.':>15}{'masked: undisc.':>17}{'fit weight D_f':>16}")
+          f"{'drop: undisc.':>15}{'masked: undisc.':>17}{'fit weight D_f':>16}{'drop: utility':>15}")
     reference: list = []
 
     def fit_weight(model) -> float:
@@ -69,7 +70,8 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
         drop = lambda r: accuracy(model, batcher, r, mode="drop")  # noqa: E731
         shared = lambda r: accuracy(masked, batcher, r, mode="shared", shared_ids=forget)  # noqa: E731
         print(f"{label:<10}{drop(rows):>11.1f}{shared(rows):>13.1f}{drop(discovered):>11.1f}{shared(discovered):>13.1f}"
-              f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}", flush=True)
+              f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}"
+              f"{task.evaluate(copy.deepcopy(model), forget)['utility']:>15.1f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
                      on_epoch=observe, **method_overrides(cfg, method))

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rem_unlearn.api import ForgetIdError, forget_rows, unlearn
-from rem_unlearn.methods.base import ProxySelector, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
+from rem_unlearn.methods.base import (ProxySelector, UnlearnContext, capped_dpo_fit, dpo_fit, npo_removal,
+                                     per_sample_ce)
 from rem_unlearn.methods.rem import REM, REMConfig, REMOfficialConfig
 from rem_unlearn.models import ResNet9, partition, partition_state
 from rem_unlearn.training import Batcher, Runtime, train_model
@@ -64,19 +65,20 @@ def _pair(train: bool):
     return model, ref, x, y, ids, routed, Runtime.from_config(RuntimeConfig(precision="fp32"))
 
 
-def _fit(model, ref, x, y, ids, routed):
+def _fit(model, ref, x, y, ids, routed, fit=dpo_fit):
     with partition(model, "shared", ids=ids, shared_ids=routed):
         ce_m = per_sample_ce(model(x), y)
     with torch.no_grad(), partition(ref, "shared", ids=ids, shared_ids=routed):
         ce_r = per_sample_ce(ref(x), y)
-    return dpo_fit(ce_m, ce_r, 1.0)
+    return fit(ce_m, ce_r, 1.0)
 
 
 def test_default_repair_loss_is_the_redirect_term():
-    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
+    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the (capped) fit."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
     loss = REM(REMConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
-    torch.testing.assert_close(loss.detach(), _fit(copy.deepcopy(model), ref, x, y, ids, routed).mean().detach())
+    expected = _fit(copy.deepcopy(model), ref, x, y, ids, routed, capped_dpo_fit).mean()
+    torch.testing.assert_close(loss.detach(), expected.detach())
 
 
 def test_official_repair_loss_is_the_whole_batch_loss_in_training():
@@ -123,7 +125,7 @@ def test_in_batch_removal_is_the_forget_rows_pass_with_frozen_batchnorm_in_train
     loss = rem.repair_loss(model, ref, x, y, ids, routed, rt)
     f = torch.isin(ids, routed)
     with torch.no_grad():
-        fit = _fit(twin, ref, x, y, ids, routed)
+        fit = _fit(twin, ref, x, y, ids, routed, capped_dpo_fit)
         twin.eval()  # the running statistics, as the frozen pass uses them
         removal = npo_removal(per_sample_ce(twin(x), y), per_sample_ce(ref(x), y), 1.0)
     assert model.training
@@ -311,6 +313,21 @@ def test_ce_fit_is_the_masked_cross_entropy_without_a_reference_pass():
     assert not torch.allclose(loss.detach(), dpo.detach())
     with pytest.raises(ConfigError, match="fit"):
         REMConfig(fit="kl").validate()
+
+
+def test_capped_fit_weight_is_the_dpo_weight_at_most_one():
+    """d(loss)/d(CE) is 2 sigma(beta (CE_ref - CE)) where the model fits worse than the reference, 1 where it
+    fits better; the loss is continuous at CE = CE_ref."""
+    ce_ref = torch.tensor([0.5, 0.5, 0.5, 0.5, 3.0])
+    for beta in (1.0, 2.0):
+        ce = torch.tensor([4.0, 1.0, 0.5, 0.1, 0.2], requires_grad=True)
+        capped_dpo_fit(ce, ce_ref, beta).sum().backward()
+        dpo_weight = 2 * torch.sigmoid(beta * (ce_ref - ce.detach()))
+        torch.testing.assert_close(ce.grad, torch.minimum(dpo_weight, torch.ones(5)))
+        assert ce.grad[0] < 0.1 and ce.grad[-1] == 1.0  # a forgotten sample keeps its fading weight
+    at = torch.tensor([0.5])
+    for eps in (1e-4, -1e-4):
+        torch.testing.assert_close(capped_dpo_fit(at + eps, at, 1.0), dpo_fit(at, at, 1.0), atol=2e-4, rtol=0)
 
 
 def test_redirect_known_trains_the_capacity_alone():

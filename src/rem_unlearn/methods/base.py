@@ -193,5 +193,17 @@ def dpo_fit(ce: torch.Tensor, ce_ref: torch.Tensor, beta: float) -> torch.Tensor
     return (2.0 / beta) * F.logsigmoid(beta * (ce - ce_ref))
 
 
+def capped_dpo_fit(ce: torch.Tensor, ce_ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """:func:`dpo_fit` with its gradient weight 2 sigma(beta (CE_ref - CE)) capped at 1.
+
+    The uncapped weight rises towards 2 on samples the model already fits better than the reference
+    and falls towards 0 on those it fits worse, so the fit feeds on its own drift.  Capped, a sample the
+    model fits better is fitted as by plain cross-entropy; the fading weight that keeps forgotten samples
+    forgotten is unchanged (docs/vit.md, "The fit weight").
+    """
+    d = ce - ce_ref
+    return torch.where(d > 0, dpo_fit(ce, ce_ref, beta), d - (2.0 / beta) * math.log(2.0))
+
+
 def per_sample_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y, reduction="none")

@@ -6,7 +6,8 @@
    forget accuracy is <= gamma, capped at ``max_flush_epochs`` per round.
 3. Redirect + repair: one epoch over D_tr; every sample is fitted through
    theta_o1 + its own mask over theta_o2, except that all of D_f share one
-   mask (3.1, DPO-style fit relative to the frozen reference), plus the NPO
+   mask (3.1, DPO-style fit relative to the frozen reference, its weight
+   capped at 1), plus the NPO
    removal term on D_f through theta_o1 (3.2), with frozen BatchNorm
    statistics: by default on a D_f mini-batch at every step, officially on
    the D_f rows of each batch.
@@ -30,7 +31,7 @@ from ..config import P_MEM, ConfigError
 from ..models import redirection_masks
 from ..models.gates import partition, partition_state
 from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm, run_epoch
-from .base import Method, UnlearnConfig, UnlearnContext, dpo_fit, npo_removal, per_sample_ce
+from .base import Method, UnlearnConfig, UnlearnContext, capped_dpo_fit, dpo_fit, npo_removal, per_sample_ce
 from .common import finish, frozen_copy, start_selection
 from .registry import register_method
 
@@ -60,17 +61,17 @@ class REMConfig(UnlearnConfig):
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
     redirect_known: bool = False  # every step, fit that D_f mini-batch through the shared mask, theta_o2 only
-    # Step 3.1's fit: "dpo" (the paper's, relative to the frozen reference in masked mode) or "ce" (plain
-    # cross-entropy, no reference pass; the fit then does not depend on how the reference normalises theta_o2,
-    # docs/any-model.md "Why the widened ResNet-9 trails").
-    fit: str = "dpo"
+    # Step 3.1's fit, relative to the frozen reference in masked mode: "dpo-capped" (the paper's DPO-style loss
+    # with its gradient weight 2 sigma(CE_ref - CE) capped at 1, docs/vit.md "The fit weight"), "dpo" (the paper's)
+    # or "ce" (plain cross-entropy, no reference pass; docs/any-model.md "Why the widened ResNet-9 trails").
+    fit: str = "dpo-capped"
 
     def validate(self) -> None:
         super().validate()
         if self.removal not in ("npo", "ga"):
             raise ConfigError(f"removal={self.removal!r}; choose npo or ga")
-        if self.fit not in ("dpo", "ce"):
-            raise ConfigError(f"fit={self.fit!r}; choose dpo or ce")
+        if self.fit not in ("dpo", "dpo-capped", "ce"):
+            raise ConfigError(f"fit={self.fit!r}; choose dpo, dpo-capped or ce")
         if not 0.0 < self.p_mem <= 1.0 or self.beta <= 0 or self.num_shared_masks < 1:
             raise ConfigError("p_mem must be in (0, 1], beta > 0, num_shared_masks >= 1")
         if self.removal_batch_size < 1 or (self.patience is not None and self.patience < 1):
@@ -222,7 +223,7 @@ class REM(Method[REMConfig]):
             else:
                 with torch.no_grad(), partition(reference, fit_mode, ids=ids, shared_ids=routed):
                     ce_ref = per_sample_ce(reference(x), y)
-                fit = dpo_fit(ce, ce_ref, cfg.beta)
+                fit = (capped_dpo_fit if cfg.fit == "dpo-capped" else dpo_fit)(ce, ce_ref, cfg.beta)
             if not cfg.redirect:
                 fit = fit * (~in_forget)  # REMGEN: the fit term only on non-discovered samples
             total = fit.sum()
@@ -290,6 +291,7 @@ class REMGradientAscent(REM):
 
 @dataclass
 class REMOfficialConfig(REMConfig):
+    fit: str = "dpo"
     reinit_capacity: bool = False
     removal_augment: bool = True
     removal_every_step: bool = False
