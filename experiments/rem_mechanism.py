@@ -48,7 +48,7 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
     batcher = task.evaluate.train_batcher
     print(f"discovery {rate}: {len(forget)} of {len(rows)} corrupted samples known")
     print("accuracy on the corrupted labels; masked = theta_o1 + theta_o2 (D_f: the shared mask, others: own); "
-          "fit weight = the redirect term's gradient weight on D_f (0..2)")
+          "fit weight = the paper's (uncapped) redirect weight on D_f (0..2)")
     print(f"{'round':<10}{'drop: all':>11}{'masked: all':>13}{'drop: D_f':>11}{'masked: D_f':>13}"
           f"{'drop: undisc.':>15}{'masked: undisc.':>17}{'fit weight D_f':>16}{'drop: utility':>15}")
     reference: list = []
