@@ -138,7 +138,7 @@ def table(rows: list[dict]) -> str:
     per_model: dict[str, list[float]] = defaultdict(list)
     order = {m: i for i, m in enumerate(MODELS)}
     for (corruption, rate, model), group in sorted(cells.items(), key=lambda kv: (
-            order.get(kv[0][2].split(" [")[0], len(order)), kv[0][2], CORRUPTIONS.index(kv[0][0]), kv[0][1])):
+            order.get(kv[1][0]["model"], len(order)), kv[0][2], CORRUPTIONS.index(kv[0][0]), kv[0][1])):
         mean = {k: (statistics.mean(r[k] for r in group) if group[0][k] is not None else None) for k in keys}
         per_model[model].append(mean["score"])
         lines.append(f"| {corruption} | {rate:g} | {model} | " + " | ".join(fmt(mean[k]) for k in keys) +

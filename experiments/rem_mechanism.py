@@ -71,7 +71,7 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
         shared = lambda r: accuracy(masked, batcher, r, mode="shared", shared_ids=forget)  # noqa: E731
         print(f"{label:<10}{drop(rows):>11.1f}{shared(rows):>13.1f}{drop(discovered):>11.1f}{shared(discovered):>13.1f}"
               f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}"
-              f"{task.evaluate(copy.deepcopy(model), forget)['utility']:>15.1f}", flush=True)
+              f"{task.evaluate(model, forget)['utility']:>15.1f}", flush=True)
 
     result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, pretrain=cfg.train,
                      on_epoch=observe, **method_overrides(cfg, method))
