@@ -7,7 +7,10 @@
     every round, / retraining the same model from scratch on D_r with the pre-training recipe; and the
     score of both, so that what the stopping rule saves can be read next to what it costs.
 
-    .venv/bin/python benchmarks/rem_cost.py [--corruption poison] [--rate 0.5] [--epochs 10] [--set KEY=VALUE]
+    .venv/bin/python benchmarks/rem_cost.py [--corruption poison] [--rate 0.5] [--epochs 10] [--seed 0]
+                                            [--set KEY=VALUE]
+
+``--seed`` is the discovery and unlearning seed (the trained model and the retrain's recipe stay the same).
 """
 
 from __future__ import annotations
@@ -78,14 +81,15 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=0.5)
     p.add_argument("--epochs", type=float, default=10.0, help="REM's budget in repair epochs (the paper's 10)")
     p.add_argument("--steps", type=int, default=40, help="timed steps (real shuffled D_tr batches)")
+    p.add_argument("--seed", type=int, default=0, help="discovery and unlearning seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of REM's config, e.g. removal_every_step=true (repeatable)")
     a = p.parse_args()
     cfg = load_config(ExperimentConfig, base=EMBEDDED_DEFAULT,
                       overrides=[f"corruption.kind={a.corruption}", "runtime.progress=false"])
     task = prepare(cfg)
-    forget = discover(task.corrupted.corrupted_ids, a.rate, seed=0)
-    settings = apply_overrides({}, a.set)
+    forget = discover(task.corrupted.corrupted_ids, a.rate, seed=a.seed)
+    settings = apply_overrides({"seed": a.seed}, a.set)
     rem_s, plain_s = per_step(task, forget, cfg.train.optim.batch_size, a.steps, settings)
     print(f"(a) REM repair step {1000 * rem_s:.1f} ms / plain step {1000 * plain_s:.1f} ms = {rem_s / plain_s:.2f}")
 
