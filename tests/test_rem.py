@@ -249,9 +249,10 @@ def test_stopping_rule_and_full_budget():
     rounds = [h for h in early.history if h["event"] == "round"]
     stopped = [h for h in early.history if h["event"] == "stopped"]
     proxies = [h for h in early.history if h["event"] == "proxy"]
-    if stopped:  # the round it stopped after did not improve, and D_f was forgotten then
+    if stopped:  # the round it stopped after did not improve, and D_f (as stored) was forgotten then
         last = proxies[-1]
-        assert last["proxy"] <= max(p["proxy"] for p in proxies[:-1]) and last["removing"] <= 0.2
+        assert last["proxy"] <= max(p["proxy"] for p in proxies[:-1]) and stopped[0]["forget_accuracy"] <= 0.2
+        assert last["removing"] >= stopped[0]["forget_accuracy"]  # the proxy's removing also reads D_f's views
         assert len(rounds) < 4
     else:
         assert len(rounds) == 4
@@ -366,3 +367,36 @@ def test_removal_sees_forget_rows_as_stored_unless_asked(monkeypatch):
     assert len(seen) > 1
     assert any(torch.cdist(x.float(), stored.float()).min(dim=1).values.max() > 0 for x in seen)
     assert REMOfficialConfig().removal_augment and not REMConfig().removal_augment
+
+
+class ForgotStoredRows(torch.nn.Module):
+    """Predicts ``label`` everywhere except on the exact images in ``stored``: a model that forgot D_f's stored
+    rows but kept what they taught, as when REM's repair brings a backdoor back."""
+
+    def __init__(self, stored: torch.Tensor, label: int, num_classes: int):
+        super().__init__()
+        self.register_buffer("stored", stored.flatten(1).float())
+        self.label, self.num_classes = label, num_classes
+
+    def forward(self, x):
+        match = (torch.cdist(x.flatten(1).float(), self.stored) < 1e-3).any(1)
+        target = torch.where(match, (self.label + 1) % self.num_classes, self.label)
+        return torch.nn.functional.one_hot(target, self.num_classes).float()
+
+
+@pytest.mark.parametrize("views", [0, 4])
+def test_proxy_forget_views_see_what_the_stored_rows_hide(toy, views):
+    rt = Runtime.from_config()
+    forget = torch.nonzero(toy.labels == 0).flatten()[:16]
+    stored = Batcher(toy, rt).batch(forget, augment=False)[0]
+    model = ForgotStoredRows(stored, label=0, num_classes=toy.num_classes)
+    ctx = UnlearnContext(model, toy, forget, toy.rows_except(forget), rt, REMConfig(proxy_forget_views=views))
+    selector = ProxySelector(ctx, model)
+    assert ctx.forget_accuracy(model) == 0.0  # the stored rows are forgotten
+    removing = selector.removing(model)
+    assert removing == selector.removing(model)  # the same views every time
+    if views:
+        assert removing > 0.8  # most random views are not the stored image: the model still predicts the label
+    else:
+        assert removing == 0.0
+    assert REMConfig().proxy_forget_views > 0 and REMOfficialConfig().proxy_forget_views == 0

@@ -239,8 +239,9 @@ def train_model(model: nn.Module, train: ImageDataset, cfg: TrainConfig, runtime
 @torch.inference_mode()
 def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str = "drop",
             triggered: torch.Tensor | None = None, shared_ids: torch.Tensor | None = None,
-            batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes on non-augmented images (``triggered`` overrides the stored trigger flags).
+            batch_size: int = 256, augment: bool = False) -> torch.Tensor:
+    """Predicted classes on the images as stored, or on random views drawn by ``batcher`` (``augment``);
+    ``triggered`` overrides the stored trigger flags.
 
     Runs under ``inference_mode``; batches of 256 measured faster than 1024 on CPU.
     """
@@ -251,7 +252,7 @@ def predict(model: nn.Module, batcher: Batcher, rows: torch.Tensor, *, mode: str
     for start in range(0, len(rows), batch_size):
         r = rows[start:start + batch_size]
         trig = None if triggered is None else triggered[start:start + batch_size]
-        x, _, ids = batcher.batch(r, augment=False, triggered=trig)
+        x, _, ids = batcher.batch(r, augment=augment, triggered=trig)
         with batcher.runtime.autocast(), maybe_partition(model, mode, ids, shared_ids):
             out.append(model(x).argmax(1).cpu())
     model.train(was_training)

@@ -59,6 +59,7 @@ class REMConfig(UnlearnConfig):
     removal_augment: bool = False
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
+    proxy_forget_views: int = 4  # the proxy also reads D_f's random views: a backdoor coming back shows there
     reinit_capacity: bool = True  # a capacity model's unused theta_o2 gets a fresh random init at step 1
     redirect_known: bool = False  # every step, fit that D_f mini-batch through the shared mask, theta_o2 only
     # Step 3.1's fit, relative to the frozen reference in masked mode: "dpo-capped" (the paper's DPO-style loss
@@ -163,8 +164,10 @@ class REM(Method[REMConfig]):
             stale = 0 if selector.best_label == f"round {rnd}" else stale + 1
             if trainer.steps >= ctx.budget:
                 break
-            if cfg.patience and stale >= cfg.patience and selector.last_removing <= cfg.gamma:
-                ctx.log(event="stopped", round=rnd, rounds_without_improvement=stale)
+            # "D_f stays forgotten" as the flush sees it (the stored rows): views the repair brings back
+            # lower the proxy, so the rule stops, and no later flush would act on them.
+            if cfg.patience and stale >= cfg.patience and (forget := ctx.forget_accuracy(model)) <= cfg.gamma:
+                ctx.log(event="stopped", round=rnd, rounds_without_improvement=stale, forget_accuracy=forget)
                 break
         return finish(ctx, selector, model)
 
@@ -292,6 +295,7 @@ class REMGradientAscent(REM):
 @dataclass
 class REMOfficialConfig(REMConfig):
     fit: str = "dpo"
+    proxy_forget_views: int = 0
     reinit_capacity: bool = False
     removal_augment: bool = True
     removal_every_step: bool = False
