@@ -40,7 +40,8 @@ def record_cell(task, corruption: str, rate: float, seed: int = 0) -> dict:
             "device": str(task.runtime.device),
             "per_round": [{"label": label, **{k: scores[label][k] for k in ("score", "healed", "utility",
                                                                            "attack_success")},
-                           **{k: proxies[label][k] for k in ("proxy", "keeping", "removing")}}
+                           **{k: v for k, v in proxies[label].items()
+                              if k in ("proxy", "keeping", "removing", "forget_stored", "forget_views")}}
                           for label in scores]}
 
 

@@ -395,8 +395,10 @@ def test_proxy_forget_views_see_what_the_stored_rows_hide(toy, views):
     assert ctx.forget_accuracy(model) == 0.0  # the stored rows are forgotten
     removing = selector.removing(model)
     assert removing == selector.removing(model)  # the same views every time
+    logged = ctx.history[-1]
     if views:
         assert removing > 0.8  # most random views are not the stored image: the model still predicts the label
+        assert logged["forget_stored"] == 0.0 and logged["forget_views"] == logged["removing"] == removing
     else:
-        assert removing == 0.0
+        assert removing == 0.0 and "forget_views" not in logged
     assert REMConfig().proxy_forget_views > 0 and REMOfficialConfig().proxy_forget_views == 0

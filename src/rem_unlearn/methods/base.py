@@ -155,17 +155,23 @@ class ProxySelector:
 
     def proxy(self, model: nn.Module, label: str = "") -> float:
         keeping = accuracy(model, self.ctx.eval_batcher, self.keep_rows) / 100.0 if len(self.keep_rows) else 1.0
-        removing = self.last_removing = self.removing(model)
+        forget = self.forget_accuracies(model)
+        removing = self.last_removing = max(forget.values())
         value = keeping * (1.0 - max(removing, self.ctx.config.gamma))
-        self.ctx.log(event="proxy", at=label, keeping=keeping, removing=removing, proxy=value)
+        parts = {f"forget_{k}": v for k, v in forget.items()} if len(forget) > 1 else {}
+        self.ctx.log(event="proxy", at=label, keeping=keeping, removing=removing, proxy=value, **parts)
         return value
 
     def removing(self, model: nn.Module) -> float:
-        stored = self.ctx.forget_accuracy(model)
-        if self.view_rows is None:
-            return stored
-        self.view_batcher.generator.manual_seed(self.ctx.config.seed + 104729)  # the same views every time
-        return max(stored, accuracy(model, self.view_batcher, self.view_rows, augment=True) / 100.0)
+        return max(self.forget_accuracies(model).values())
+
+    def forget_accuracies(self, model: nn.Module) -> dict[str, float]:
+        """D_f's accuracy on its stored labels: as stored, and on the fixed views (``proxy_forget_views``)."""
+        out = {"stored": self.ctx.forget_accuracy(model)}
+        if self.view_rows is not None:
+            self.view_batcher.generator.manual_seed(self.ctx.config.seed + 104729)  # the same views every time
+            out["views"] = accuracy(model, self.view_batcher, self.view_rows, augment=True) / 100.0
+        return out
 
     def consider(self, model: nn.Module, label: str) -> float:
         value = self.proxy(model, label)
