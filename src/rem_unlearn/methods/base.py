@@ -148,22 +148,24 @@ class ProxySelector:
         self.view_rows = ctx.forget_rows.repeat(views) if views and len(ctx.forget_rows) else None
         self.view_batcher = (Batcher(ctx.train, ctx.runtime, augment=True, crop_padding=ctx.config.crop_padding)
                              if self.view_rows is not None else None)
-        self.last_removing = float("nan")  # forget accuracy at the last evaluation (GA/NPO stop on it)
+        self.last_forget: dict[str, float] = {}  # D_f's accuracies at the last evaluation (stopping rules read them)
         self.best_model = copy.deepcopy(model)
         self.best_proxy = self.proxy(model, label="start")
         self.best_label = "start"
 
     def proxy(self, model: nn.Module, label: str = "") -> float:
         keeping = accuracy(model, self.ctx.eval_batcher, self.keep_rows) / 100.0 if len(self.keep_rows) else 1.0
-        forget = self.forget_accuracies(model)
-        removing = self.last_removing = max(forget.values())
+        forget = self.last_forget = self.forget_accuracies(model)
+        removing = self.last_removing
         value = keeping * (1.0 - max(removing, self.ctx.config.gamma))
         parts = {f"forget_{k}": v for k, v in forget.items()} if len(forget) > 1 else {}
         self.ctx.log(event="proxy", at=label, keeping=keeping, removing=removing, proxy=value, **parts)
         return value
 
-    def removing(self, model: nn.Module) -> float:
-        return max(self.forget_accuracies(model).values())
+    @property
+    def last_removing(self) -> float:
+        """The proxy's removing term at the last evaluation (GA/NPO stop on it)."""
+        return max(self.last_forget.values(), default=float("nan"))
 
     def forget_accuracies(self, model: nn.Module) -> dict[str, float]:
         """D_f's accuracy on its stored labels: as stored, and on the fixed views (``proxy_forget_views``)."""

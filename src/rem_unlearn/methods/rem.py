@@ -166,7 +166,8 @@ class REM(Method[REMConfig]):
                 break
             # "D_f stays forgotten" as the flush sees it (the stored rows): views the repair brings back
             # lower the proxy, so the rule stops, and no later flush would act on them.
-            if cfg.patience and stale >= cfg.patience and (forget := ctx.forget_accuracy(model)) <= cfg.gamma:
+            forget = selector.last_forget["stored"]  # measured on this model by consider() above
+            if cfg.patience and stale >= cfg.patience and forget <= cfg.gamma:
                 ctx.log(event="stopped", round=rnd, rounds_without_improvement=stale, forget_accuracy=forget)
                 break
         return finish(ctx, selector, model)
