@@ -12,7 +12,8 @@ keeps with the rule and with every round, and how many rounds the rule runs.
     .venv/bin/python experiments/rem_rounds.py --replay rounds.jsonl     # the table again, no training
 
 ``--seeds 0,1,2`` repeats every cell with that seed for discovery and unlearning (the
-trained model stays the same); ``--set`` takes experiment overrides (``runtime.device=cuda``).
+trained model stays the same); ``--set`` takes experiment overrides (``runtime.device=cuda``),
+``--method-set`` settings of REM (``optim.lr=0.01``), recorded with each cell.
 """
 
 from __future__ import annotations
@@ -23,21 +24,22 @@ import json
 import statistics
 
 from rem_unlearn import unlearn
-from rem_unlearn.config import ExperimentConfig, load_config
+from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config, to_dict
 from rem_unlearn.corruptions import discover
 from rem_unlearn.experiment import prepare
+from rem_unlearn.methods.registry import method_config
 from rem_unlearn.presets import experiment_preset
 
 
-def record_cell(task, corruption: str, rate: float, seed: int = 0) -> dict:
+def record_cell(task, corruption: str, rate: float, seed: int = 0, settings: dict | None = None) -> dict:
     scores: dict[str, dict] = {}
     forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
-    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, epochs=10,
-                     patience=None, seed=seed,
+    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+                     **{"epochs": 10, **(settings or {}), "patience": None, "seed": seed},
                      on_epoch=lambda model, label: scores.update({label: task.evaluate(model)}))
     proxies = {h["at"]: h for h in result.history if h.get("event") == "proxy"}
     return {"corruption": corruption, "rate": rate, "seed": seed, "wall": result.wall_time_s,
-            "device": str(task.runtime.device),
+            "device": str(task.runtime.device), **({"settings": settings} if settings else {}),
             "per_round": [{"label": label, **{k: scores[label][k] for k in ("score", "healed", "utility",
                                                                            "attack_success")},
                            **{k: v for k, v in proxies[label].items()
@@ -65,29 +67,45 @@ def kept_score(per_round: list[dict], rounds: int) -> float:
     return max(per_round[:rounds + 1], key=lambda row: row["proxy"])["score"]
 
 
+def non_default(settings: dict, default: dict) -> dict:
+    """The entries of ``settings`` that differ from ``default`` (REM's config as a dict), so that runs of the
+    same configuration group together however their settings were spelled."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            value = non_default(value, default.get(key, {}))
+            if value:
+                out[key] = value
+        elif value != default.get(key):
+            out[key] = value
+    return out
+
+
 def replay(rows: list[dict], patience: int = 1) -> str:
     lines = ["| corruption | rate | seed | rounds run (rule) | score (rule) | score (all 10 rounds) | difference |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    diffs, counts = [], []
+    cells: dict[tuple, list] = {}
+    default = to_dict(method_config("rem"))
     for row in rows:
         per = row["per_round"]
         n = stop_after(per, patience)
         rule, full = kept_score(per, n), kept_score(per, len(per) - 1)
-        diffs.append(rule - full)
-        counts.append(n)
         lines.append(f"| {row['corruption']} | {row['rate']:g} | {row.get('seed', 0)} | {n} | {rule:.1f} | {full:.1f} "
                      f"| {rule - full:+.1f} |")
+        settings = json.dumps(non_default(row.get("settings", {}), default))
+        cells.setdefault((row["corruption"], row["rate"], settings), []).append((n, rule, full))
+    diffs = [rule - full for runs in cells.values() for _, rule, full in runs]
     lines.append(f"\nmean difference {statistics.mean(diffs):+.2f}, worst {min(diffs):+.1f}; "
-                 f"mean rounds {statistics.mean(counts):.1f} of 10")
-    cells: dict[tuple, list] = {}
-    for row, diff, n in zip(rows, diffs, counts):
-        cells.setdefault((row["corruption"], row["rate"]), []).append((diff, n))
+                 f"mean rounds {statistics.mean(n for runs in cells.values() for n, _, _ in runs):.1f} of 10")
     if any(len(v) > 1 for v in cells.values()):  # several seeds: the mean of each cell over them
-        lines += ["", "| corruption | rate | seeds | mean rounds (rule) | mean difference | worst seed |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {c} | {r:g} | {len(v)} | {statistics.mean(n for _, n in v):.1f} "
-                  f"| {statistics.mean(d for d, _ in v):+.1f} | {min(d for d, _ in v):+.1f} |"
-                  for (c, r), v in cells.items()]
+        lines += ["", "| corruption | rate | settings | seeds | mean rounds (rule) | mean score (rule) "
+                  "| mean score (all 10) | mean difference (SE) | worst seed |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for (c, r, s), runs in cells.items():
+            d = [rule - full for _, rule, full in runs]
+            se = f" ({statistics.stdev(d) / len(d) ** 0.5:.2f})" if len(d) > 1 else ""
+            lines.append(f"| {c} | {r:g} | {s} | {len(runs)} | {statistics.mean(n for n, _, _ in runs):.1f} "
+                         f"| {statistics.mean(x for _, x, _ in runs):.2f} | {statistics.mean(x for _, _, x in runs):.2f} "
+                         f"| {statistics.mean(d):+.2f}{se} | {min(d):+.1f} |")
     return "\n".join(lines)
 
 
@@ -123,6 +141,7 @@ def main() -> None:
     p.add_argument("--replay", help="print the table from recorded JSON lines, no training")
     p.add_argument("--seeds", default="0", help="discovery and unlearning seeds, one record per cell and seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="experiment override")
+    p.add_argument("--method-set", action="append", default=[], metavar="KEY=VALUE", help="a setting of REM")
     p.add_argument("--patience", type=int, default=1)
     a = p.parse_args()
     if a.replay:
@@ -138,13 +157,18 @@ def main() -> None:
             task = prepare(cfg)
             for rate, seed in itertools.product((float(r) for r in a.rates.split(",")),
                                                 (int(s) for s in a.seeds.split(","))):
-                rows.append(record_cell(task, corruption, rate, seed))
+                rows.append(record_cell(task, corruption, rate, seed, apply_overrides({}, a.method_set)))
                 with open(a.out, "a") as f:
                     f.write(json.dumps(rows[-1]) + "\n")
                 print(json.dumps(rows[-1]), flush=True)
     print(replay(rows, a.patience))
-    print()
-    print(compare_rules(rows))
+    default = to_dict(method_config("rem"))
+    groups: dict[str, list] = {}
+    for row in rows:  # the other rules, per REM configuration
+        groups.setdefault(json.dumps(non_default(row.get("settings", {}), default)), []).append(row)
+    for settings, group in groups.items():
+        print(f"\nREM settings {settings}:" if len(groups) > 1 else "")
+        print(compare_rules(group))
 
 
 if __name__ == "__main__":
