@@ -68,8 +68,7 @@ def kept_score(per_round: list[dict], rounds: int) -> float:
 
 
 def non_default(settings: dict, default: dict) -> dict:
-    """The entries of ``settings`` that differ from ``default`` (REM's config as a dict), so that runs of the
-    same configuration group together however their settings were spelled."""
+    """The entries of ``settings`` that differ from ``default`` (REM's config as a dict)."""
     out = {}
     for key, value in settings.items():
         if isinstance(value, dict):
@@ -81,19 +80,23 @@ def non_default(settings: dict, default: dict) -> dict:
     return out
 
 
+def settings_key(row: dict) -> str:
+    """A record's REM settings that differ from the defaults, so that runs of the same configuration group
+    together however their settings were spelled."""
+    return json.dumps(non_default(row.get("settings", {}), to_dict(method_config("rem"))))
+
+
 def replay(rows: list[dict], patience: int = 1) -> str:
     lines = ["| corruption | rate | seed | rounds run (rule) | score (rule) | score (all 10 rounds) | difference |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     cells: dict[tuple, list] = {}
-    default = to_dict(method_config("rem"))
     for row in rows:
         per = row["per_round"]
         n = stop_after(per, patience)
         rule, full = kept_score(per, n), kept_score(per, len(per) - 1)
         lines.append(f"| {row['corruption']} | {row['rate']:g} | {row.get('seed', 0)} | {n} | {rule:.1f} | {full:.1f} "
                      f"| {rule - full:+.1f} |")
-        settings = json.dumps(non_default(row.get("settings", {}), default))
-        cells.setdefault((row["corruption"], row["rate"], settings), []).append((n, rule, full))
+        cells.setdefault((row["corruption"], row["rate"], settings_key(row)), []).append((n, rule, full))
     diffs = [rule - full for runs in cells.values() for _, rule, full in runs]
     lines.append(f"\nmean difference {statistics.mean(diffs):+.2f}, worst {min(diffs):+.1f}; "
                  f"mean rounds {statistics.mean(n for runs in cells.values() for n, _, _ in runs):.1f} of 10")
@@ -162,10 +165,9 @@ def main() -> None:
                     f.write(json.dumps(rows[-1]) + "\n")
                 print(json.dumps(rows[-1]), flush=True)
     print(replay(rows, a.patience))
-    default = to_dict(method_config("rem"))
     groups: dict[str, list] = {}
     for row in rows:  # the other rules, per REM configuration
-        groups.setdefault(json.dumps(non_default(row.get("settings", {}), default)), []).append(row)
+        groups.setdefault(settings_key(row), []).append(row)
     for settings, group in groups.items():
         print(f"\nREM settings {settings}:" if len(groups) > 1 else "")
         print(compare_rules(group))

@@ -15,6 +15,7 @@ numerics, and skips, naming the fingerprint, on a machine that has none yet.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from rem_unlearn.bench import load_grid, run_grid
-from rem_unlearn.config import ModelConfig, RuntimeConfig
+from rem_unlearn.bench.grid import experiment_config
 from rem_unlearn.models import build_model
 from rem_unlearn.training import Runtime
 
@@ -37,18 +38,20 @@ PINNED = ("healed", "utility", "score")
 TOLERANCE = {"healed": 10.0, "utility": 2.0, "score": 10.0}
 
 
-def numerics_fingerprint(precision: str = "auto") -> str:
-    """A hash of three SGD steps of the pinned grid's model (ResNet-9, width 0.125) on a fixed batch, in
-    ``precision`` with the default runtime and this process's thread count.  Machines that agree on it run
-    the same kernels with the same rounding."""
-    runtime = Runtime.from_config(RuntimeConfig(precision=precision, progress=False))
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = runtime.prepare(build_model(ModelConfig(width=0.125), 1, 10, 28)).train()
-    x = torch.randn(32, 1, 28, 28, generator=generator).to(runtime.device)
+def numerics_fingerprint(precision: str | None = None) -> str:
+    """A hash of three SGD steps of the pinned grid's model on a fixed batch, with the grid's runtime (its
+    precision unless ``precision`` is given) and this process's thread count.  Machines that agree on it
+    run the same kernels with the same rounding."""
+    grid = load_grid("pinned")
+    cfg = experiment_config(grid.base_experiment(), grid.corruptions[0], grid.variants[0], 0, grid.device)
+    runtime = Runtime.from_config(dataclasses.replace(cfg.runtime, precision=precision or cfg.runtime.precision))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = runtime.prepare(build_model(cfg.model, 1, 10, 28)).train()  # Fashion-MNIST's shape and classes
+        x = torch.randn(32, 1, 28, 28).to(runtime.device)
+        y = torch.randint(0, 10, (32,)).to(runtime.device)
     if runtime.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (32,), generator=generator).to(runtime.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
         with runtime.autocast():

@@ -393,9 +393,9 @@ def test_proxy_forget_views_see_what_the_stored_rows_hide(toy, views):
     ctx = UnlearnContext(model, toy, forget, toy.rows_except(forget), rt, REMConfig(proxy_forget_views=views))
     selector = ProxySelector(ctx, model)
     assert ctx.forget_accuracy(model) == 0.0  # the stored rows are forgotten
-    forget = selector.forget_accuracies(model)
-    assert forget == selector.forget_accuracies(model)  # the same views every time
-    removing = max(forget.values())
+    accuracies = selector.forget_accuracies(model)
+    assert accuracies == selector.forget_accuracies(model)  # the same views every time
+    removing = max(accuracies.values())
     assert selector.last_removing == removing  # the start proxy read the same model
     logged = ctx.history[-1]
     if views:
