@@ -34,7 +34,7 @@ from rem_unlearn.presets import experiment_preset
 def record_cell(task, corruption: str, rate: float, seed: int = 0, settings: dict | None = None) -> dict:
     scores: dict[str, dict] = {}
     forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
-    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+    result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, max_utility_drop=None,
                      **{"epochs": 10, **(settings or {}), "patience": None, "seed": seed},
                      on_epoch=lambda model, label: scores.update({label: task.evaluate(model)}))
     proxies = {h["at"]: h for h in result.history if h.get("event") == "proxy"}

@@ -21,6 +21,7 @@ CORRUPTIONS = ("poison", "interclass", "random")
 RATES = (0.25, 1.0)
 SEEDS = (0, 1)
 BAD_CELL = ("ga", "interclass", 1, 0.25)  # (method, corruption, seed, rate) scoring far below trained
+COLLAPSED_CELL = ("rem", "poison", 0, 1.0)  # its utility falls 30 points below the trained model's
 
 
 def _record(method: str, corruption: str, seed: int, rate: float, status: str = "ok") -> dict:
@@ -31,6 +32,8 @@ def _record(method: str, corruption: str, seed: int, rate: float, status: str = 
     if (method, corruption, seed, rate) == BAD_CELL:
         base = 20.0
     utility = 90.0 - (5.0 if method == "ga" else 0.0) + 0.5 * seed
+    if (method, corruption, seed, rate) == COLLAPSED_CELL:
+        utility = 60.0
     metrics = {
         "healed": base, "healed_test": base - 1, "utility": utility,
         "score": utility * base / 100, "attack_success": 100 - base,
@@ -116,7 +119,19 @@ def test_catastrophic_cells() -> None:
     assert cat["rem"] == []
     bad = [(c["method"], c["corruption"], c["seed"], c["discovery_rate"]) for c in cat["ga"]]
     assert bad == [BAD_CELL]
-    assert cat["ga"][0]["score"] < cat["ga"][0]["trained_score"] - 10
+    assert cat["ga"][0]["value"] < cat["ga"][0]["trained_value"] - 10
+
+
+def test_report_flags_cells_whose_utility_collapsed(tmp_path: Path) -> None:
+    collapsed = catastrophic_cells(_records(), margin=10.0, metric="utility")
+    assert [(c["method"], c["corruption"], c["seed"], c["discovery_rate"]) for c in collapsed["rem"]] == [
+        COLLAPSED_CELL]
+    assert collapsed["ga"] == []  # 5 points below the trained model: not flagged
+    summary = (tmp_path / "summary.md")
+    build_report(_records(), tmp_path)
+    text = summary.read_text()
+    section = text[text.index("## Utility collapsed"):]
+    assert "**rem**: 1 cell(s)" in section and "utility 60.00 vs trained 90.00" in section
 
 
 def test_load_records_skips_corrupt(tmp_path: Path, caplog) -> None:

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # practitioners
     "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
-    "unlearn_user_model": "api", "UserModelResult": "api",
+    "unlearn_user_model": "api", "UserModelResult": "api", "UtilityDropError": "api", "MAX_UTILITY_DROP": "api",
     "discover": "discovery", "DiscoveryResult": "discovery",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",

@@ -10,19 +10,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import P_MEM, RuntimeConfig, TrainConfig, from_dict, to_dict
+from .config import P_MEM, ConfigError, RuntimeConfig, TrainConfig, from_dict, to_dict
 from .data.base import ImageDataset
 from .data.user import UserDataError
+from .errors import MAX_UTILITY_DROP, UtilityDropError
 from .ids import ForgetIdError, as_integers
-from .methods.base import UnlearnContext
+from .methods.base import UnlearnContext, retain_sample
 from .methods.registry import get_method, method_config
 from .metrics import known_data_accuracy
 from .models import discard, expand, gates
 from .models.expand import classifier_outputs
-from .training import Batcher, Runtime
+from .training import Batcher, Runtime, accuracy
 
-__all__ = ["ForgetIdError", "UnlearnResult", "UserModelResult", "forget_rows", "match_classes", "unlearn",
-           "unlearn_user_model"]
+__all__ = ["MAX_UTILITY_DROP", "ForgetIdError", "UnlearnResult", "UserModelResult", "UtilityDropError",
+           "forget_rows", "match_classes", "unlearn", "unlearn_user_model"]
 
 
 @dataclass
@@ -33,6 +34,13 @@ class UnlearnResult:
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
     selected: str | None = None  # what the proxy selection kept: "start" (the original model), "round 3", ...
+    retain_before: float | None = None  # accuracy (%) on a fixed sample of D_r, stored labels: the original model
+    retain_after: float | None = None  # the same for the returned model
+
+    @property
+    def utility_drop(self) -> float | None:
+        """Points of retain accuracy lost against the original (what the utility guard reads)."""
+        return None if self.retain_before is None else self.retain_before - self.retain_after
 
     @property
     def improved(self) -> bool | None:
@@ -93,14 +101,28 @@ def working_copy(model: nn.Module, train_set: ImageDataset, runtime: Runtime | R
     return working, match_classes(working, x, train_set), runtime
 
 
+def check_utility(method: str, result: UnlearnResult, max_drop: float | None, returned=None) -> None:
+    """Raise :class:`UtilityDropError` (carrying ``returned``, default ``result``) when the returned model lost
+    more than ``max_drop`` points of retain accuracy; ``None`` accepts any drop."""
+    if max_drop is not None and result.utility_drop is not None and result.utility_drop > max_drop:
+        raise UtilityDropError(method, result.retain_before, result.retain_after, max_drop,
+                               result if returned is None else returned)
+
+
 def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str = "rem", *,
             runtime: Runtime | RuntimeConfig | dict | None = None, pretrain: TrainConfig | None = None,
-            oracle_ids=None, on_epoch=None, **overrides) -> UnlearnResult:
+            oracle_ids=None, on_epoch=None, max_utility_drop: float | None = MAX_UTILITY_DROP,
+            **overrides) -> UnlearnResult:
     """Unlearn ``forget_ids`` from ``model``; the input model is never modified.
 
     ``overrides`` are fields of the method's config (e.g. ``epochs=5``,
     ``optim={"lr": 0.01}``); an unknown name is an error listing the valid ones.
+    A result that lost more than ``max_utility_drop`` points of retain accuracy
+    (a fixed sample of D_r, stored labels) raises :class:`UtilityDropError`,
+    which carries the result; ``None`` accepts any drop.
     """
+    if max_utility_drop is not None and not max_utility_drop >= 0:
+        raise ConfigError(f"max_utility_drop must be a number of points >= 0 or None, got {max_utility_drop!r}")
     cls = get_method(method)
     config = method_config(method, overrides)
     rows = forget_rows(train_set, forget_ids)
@@ -111,12 +133,17 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
                          pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
                          on_epoch=on_epoch)
+    guard_rows = retain_sample(ctx.retain_rows, config)
+    retain_before = accuracy(working, ctx.eval_batcher, guard_rows)
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     out = cls(config).run(ctx)
     wall = time.perf_counter() - start
     selected = next((row.get("at") for row in reversed(ctx.history) if row.get("event") == "selected"), None)
-    return UnlearnResult(out.eval(), method, to_dict(config), ctx.history, wall, selected)
+    result = UnlearnResult(out.eval(), method, to_dict(config), ctx.history, wall, selected, retain_before,
+                           accuracy(out, ctx.eval_batcher, guard_rows))
+    check_utility(method, result, max_utility_drop)
+    return result
 
 
 @dataclass
@@ -134,14 +161,15 @@ def unlearn_user_model(model: nn.Module, train_set: ImageDataset, forget_ids, me
                        runtime: Runtime | RuntimeConfig | dict | None = None, keep_capacity: bool = False,
                        expand_layers: list[str] | None = None, expand_width: float = 0.5, p_mem: float = P_MEM,
                        expand_seed: int = 0, expand_how: str = "auto", on_expand=None, on_epoch=None,
-                       **overrides) -> UserModelResult:
+                       max_utility_drop: float | None = MAX_UTILITY_DROP, **overrides) -> UserModelResult:
     """Unlearn from a model trained without reserved capacity: ``expand``, unlearn, ``discard``.
 
     A model that already has partition gates is used as it is.  The returned
     model has the user's class, keys and shapes (unless ``keep_capacity``), so
     their own code loads its state_dict.  The forget/retain accuracies before
     and after are measured on the known data only.  ``on_expand(report)`` is called once
-    the capacity is in place, before the (long) unlearning run.
+    the capacity is in place, before the (long) unlearning run.  The utility
+    guard is :func:`unlearn`'s; its error carries the :class:`UserModelResult`.
     """
     rows = forget_rows(train_set, forget_ids)
     big, train_set, runtime = working_copy(model, train_set, runtime)
@@ -155,7 +183,10 @@ def unlearn_user_model(model: nn.Module, train_set: ImageDataset, forget_ids, me
         if on_expand is not None:
             on_expand(report)
     before = known_data_accuracy(big, batcher, rows)
-    result = unlearn(big, train_set, forget_ids, method, runtime=runtime, on_epoch=on_epoch, **overrides)
+    result = unlearn(big, train_set, forget_ids, method, runtime=runtime, on_epoch=on_epoch, max_utility_drop=None,
+                     **overrides)
     final = result.model if keep_capacity else discard(result.model)
     after = known_data_accuracy(runtime.prepare(final), batcher, rows)
-    return UserModelResult(final, result, before, after, report)
+    repaired = UserModelResult(final, result, before, after, report)
+    check_utility(method, result, max_utility_drop, repaired)
+    return repaired

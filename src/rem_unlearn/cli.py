@@ -4,8 +4,9 @@ Every input and output path is checked before any work; outputs are written
 atomically and never over an input.  Exit status: 0 success; 1 an internal
 error (a bug: Python prints the traceback) or a benchmark with failed cells;
 2 a user mistake (one line on stderr, nothing written); 3 ``unlearn`` found
-no round better than the original model (nothing written); 141 the reader of
-stdout went away.  ``--debug`` shows the traceback of any error.
+no round better than the original model, or its result lost more retain
+accuracy than ``--max-utility-drop`` allows (nothing written); 141 the reader
+of stdout went away.  ``--debug`` shows the traceback of any error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from .bench.cli import add_bench_parser
 from .config import (CORRUPTION_KINDS, DATASET_NAMES, ConfigError, ExperimentConfig, apply_overrides,
                      load_config, to_dict)
-from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, UserError
+from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
 from .files import PathError, check_input, check_output, check_writable_folder
 from .ids import read_ids
 from .tracking import add_tracking_args
@@ -143,6 +144,26 @@ def not_improved(method: str) -> int:
     return EXIT_NOT_IMPROVED
 
 
+def utility_dropped(exc: UtilityDropError) -> int:
+    print(f"rem-unlearn unlearn: {exc}, so nothing was written; try another method (--method finetune), a lower "
+          f"learning rate (--set optim.lr=...) or fewer epochs, or accept it with --max-utility-drop "
+          f"{int(exc.drop) + 1}", file=sys.stderr)
+    return EXIT_NOT_IMPROVED
+
+
+def max_drop(text: str) -> float | None:
+    """``--max-utility-drop``: points of retain accuracy (>= 0), or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of points >= 0 or none")
+    return value
+
+
 def cmd_train(args) -> int:
     from .experiment import prepare
     from .metrics import format_table
@@ -227,7 +248,7 @@ def cmd_unlearn(args) -> int:
     with tracked(args.log, log_dir, f"unlearn_{args.method}_{cfg.corruption.kind}", params,
                  task.evaluate.train_batcher, rows) as observer:
         result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
-                         pretrain=task.cfg.train, on_epoch=observer,
+                         pretrain=task.cfg.train, on_epoch=observer, max_utility_drop=args.max_utility_drop,
                          **method_overrides(task.cfg, overrides))
         metrics = task.evaluate(result.model, forget)
         if observer is not None:
@@ -396,7 +417,7 @@ def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
                                       expand_width=args.expand_width, p_mem=args.p_mem, expand_seed=args.seed,
                                       expand_how=args.expand_how,
                                       on_expand=lambda report: _print_expansion(report, prefix),
-                                      on_epoch=observer, **overrides)
+                                      on_epoch=observer, max_utility_drop=args.max_utility_drop, **overrides)
         result, before, after = repaired.result, repaired.before, repaired.after
         if observer is not None:
             observer.finish(result.history, {f"after/{k}": v for k, v in after.items()})
@@ -550,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--hf-model a folder (save_pretrained, with rem_unlearn.json inside)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep-capacity", action="store_true", help="write the partitioned model, not the discarded one")
+    p.add_argument("--max-utility-drop", type=max_drop, default=MAX_UTILITY_DROP, metavar="POINTS",
+                   help="refuse (exit 3, nothing written) a result whose retain accuracy fell more than this many "
+                        "points below the original's (default: %(default)s; none accepts any drop)")
     g = add_user_model_args(p)
     g.add_argument("--expand-layers", help="comma-separated layer names to expand (widen: the layers whose output "
                                            "group gets units; default: every group the tracer can widen, else "
@@ -608,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rem-unlearn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except UtilityDropError as exc:
+        if debug:
+            raise
+        return utility_dropped(exc)
     except BrokenPipeError:
         if debug:
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # an unexpected error (a bug): Python prints the traceback; also `bench` with failed cells
 EXIT_USER = 2  # a user mistake: one line on stderr, nothing written
-EXIT_NOT_IMPROVED = 3  # `unlearn`: no round improved on the original model, nothing written
+EXIT_NOT_IMPROVED = 3  # `unlearn`: no round improved on the original model, or utility fell too far; nothing written
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`rem-unlearn methods | head -3`): the shell's 128 + SIGPIPE
 
 
@@ -21,6 +21,29 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return " ".join(super().__str__().split())
+
+
+# Points of retain accuracy (D_r, stored labels) an unlearned model may lose against the original before it is
+# refused: a repair that costs more is a broken model, not a result.  None turns the guard off (the benchmark
+# records every method as it comes out).
+MAX_UTILITY_DROP = 5.0
+
+
+class UtilityDropError(RuntimeError):
+    """The unlearned model lost more retain accuracy than allowed: it is not handed back as a result.
+
+    ``result`` is what the call would have returned (the model included), for a
+    caller who inspects it or accepts the drop after all.
+    """
+
+    def __init__(self, method: str, before: float, after: float, limit: float, result=None):
+        self.method, self.before, self.after, self.limit, self.result = method, before, after, limit, result
+        super().__init__(f"{method} lowered the retain accuracy from {before:.2f} % to {after:.2f} % "
+                         f"({self.drop:.2f} points, more than the {limit:g} allowed)")
+
+    @property
+    def drop(self) -> float:
+        return self.before - self.after
 
 
 class MissingExtraError(UserError, ImportError):

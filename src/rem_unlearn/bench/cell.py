@@ -196,7 +196,7 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
                                    "chosen": found.info.get("chosen")}
         runtime = dataclasses.replace(task.runtime, progress=False)
         result = unlearn(task.model, task.corrupted.train, forget_ids, cell.method, runtime=runtime,
-                         pretrain=task.cfg.train, oracle_ids=corrupted_ids,
+                         pretrain=task.cfg.train, oracle_ids=corrupted_ids, max_utility_drop=None,
                          **copy.deepcopy(cell.overrides))
         if cell.method in UNCHANGED_METHODS:
             metrics = unchanged_metrics(task, result.model, forget_ids)

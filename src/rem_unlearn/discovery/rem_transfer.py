@@ -60,7 +60,7 @@ def rem_model(ctx: DiscoveryContext, known_rows: torch.Tensor, cfg: RemConfig) -
             model = expand(model, example_input=x, seed=cfg.seed)
         overrides = {"epochs": cfg.epochs, "select_best": False, "seed": cfg.seed, **cfg.rem}
         ctx.cache[key] = unlearn(model, ctx.train, ctx.train.ids[known_rows], "rem", runtime=ctx.runtime,
-                                 pretrain=ctx.pretrain, **overrides).model
+                                 pretrain=ctx.pretrain, max_utility_drop=None, **overrides).model
     return ctx.cache[key]
 
 

@@ -125,6 +125,15 @@ class UnlearnContext:
         return self.runtime.prepare(fresh)
 
 
+def retain_sample(retain_rows: torch.Tensor, config: UnlearnConfig) -> torch.Tensor:
+    """The fixed sample of D_r that measures utility on known data (the proxy's keeping, the utility guard)."""
+    n = config.proxy_retain_samples
+    if n and len(retain_rows) > n:
+        g = torch.Generator().manual_seed(config.seed + 7919)
+        return retain_rows[torch.randperm(len(retain_rows), generator=g)[:n]]
+    return retain_rows
+
+
 class ProxySelector:
     """Keeps the best model by keeping x (1 - max(removing, gamma)), on known data only.
 
@@ -138,12 +147,7 @@ class ProxySelector:
 
     def __init__(self, ctx: UnlearnContext, model: nn.Module):
         self.ctx = ctx
-        rows = ctx.retain_rows
-        n = ctx.config.proxy_retain_samples
-        if n and len(rows) > n:
-            g = torch.Generator().manual_seed(ctx.config.seed + 7919)
-            rows = rows[torch.randperm(len(rows), generator=g)[:n]]
-        self.keep_rows = rows
+        self.keep_rows = retain_sample(ctx.retain_rows, ctx.config)
         views = ctx.config.proxy_forget_views
         self.view_rows = ctx.forget_rows.repeat(views) if views and len(ctx.forget_rows) else None
         self.view_batcher = (Batcher(ctx.train, ctx.runtime, augment=True, crop_padding=ctx.config.crop_padding)

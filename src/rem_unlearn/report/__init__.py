@@ -87,12 +87,13 @@ def build_report(
         md += [f"## {heading}", "", tables_md[heading]]
 
     margin = 10.0
-    md += [f"## Catastrophic cells (score < trained score − {margin:g})", ""]
-    catastrophic = catastrophic_cells(records, margin=margin)
-    for method, cells in sorted(catastrophic.items()):
-        md.append(f"- **{method_label(method)}**: {len(cells)} cell(s)")
-        md += [f"  - {_cell_text(c)}: score {c['score']:.2f} vs trained {c['trained_score']:.2f}"
-               for c in cells]
+    for metric, heading in (("score", f"Catastrophic cells (score < trained score − {margin:g})"),
+                            ("utility", f"Utility collapsed (utility < trained utility − {margin:g} points)")):
+        md += [f"## {heading}", ""]
+        for method, cells in sorted(catastrophic_cells(records, margin=margin, metric=metric).items()):
+            md.append(f"- **{method_label(method)}**: {len(cells)} cell(s)")
+            md += [f"  - {_cell_text(c)}: {metric} {c['value']:.2f} vs trained {c['trained_value']:.2f}"
+                   for c in cells]
     discovery_figures: list[Path] = []
     if detected:
         paths.update(_discovery_section(records, detected, out, md, tables_md, discovery_figures))

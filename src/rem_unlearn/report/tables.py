@@ -200,14 +200,15 @@ def reference_method(records: Iterable[Mapping[str, Any]]) -> str:
 
 
 def catastrophic_cells(
-    records: Iterable[Mapping[str, Any]], margin: float = 10.0
+    records: Iterable[Mapping[str, Any]], margin: float = 10.0, metric: str = "score"
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per unlearning method, the ok cells scoring more than ``margin`` below the trained model.
+    """Per unlearning method, the ok cells whose ``metric`` is more than ``margin`` below the trained model's.
 
-    The reference is the mean score of the trained model's records (``none``, or ``etd`` on an
+    The reference is the mean ``metric`` of the trained model's records (``none``, or ``etd`` on an
     ETD model: :func:`reference_method`) with the same (dataset, variant, corruption, seed):
-    unlearning that ends up worse than not unlearning at all is the failure mode this flags. Cells without a trained reference are not judged. Each entry is
-    the cell dict plus ``score`` and ``trained_score``.
+    unlearning that ends up worse than not unlearning at all (score), or a model whose utility
+    collapsed, is the failure mode this flags. Cells without a trained reference are not judged.
+    Each entry is the cell dict plus ``value`` and ``trained_value``.
     """
     recs = [r for r in records if is_ok(r)]
 
@@ -224,8 +225,8 @@ def catastrophic_cells(
 
     trained: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for r in recs:
-        if is_reference(r["cell"]) and metric_value(r, "score") is not None:
-            trained[ref_key(r["cell"])].append(metric_value(r, "score"))  # type: ignore[arg-type]
+        if is_reference(r["cell"]) and metric_value(r, metric) is not None:
+            trained[ref_key(r["cell"])].append(metric_value(r, metric))  # type: ignore[arg-type]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
         cell = r["cell"]
@@ -233,13 +234,13 @@ def catastrophic_cells(
         if is_reference(cell):
             continue
         hits = out.setdefault(method, [])
-        score = metric_value(r, "score")
+        value = metric_value(r, metric)
         ref = trained.get(ref_key(cell))
-        if score is None or not ref:
+        if value is None or not ref:
             continue
-        ref_score = float(np.mean(ref))
-        if score < ref_score - margin:
-            hits.append({**cell, "score": score, "trained_score": ref_score})
+        ref_value = float(np.mean(ref))
+        if value < ref_value - margin:
+            hits.append({**cell, "value": value, "trained_value": ref_value})
     return out
 
 
