@@ -41,7 +41,7 @@ from rem_unlearn.data import load_dataset
 from rem_unlearn.metrics import Evaluator
 from rem_unlearn.models import build_model
 from rem_unlearn.models.hf import HFClassifier
-from rem_unlearn.training import Batcher, Runtime
+from rem_unlearn.training import Batcher, NonFiniteLossError, Runtime
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "task_suite.toml"
@@ -196,15 +196,22 @@ def sweep(a) -> None:
                     if key in done:
                         continue
                     start = time.perf_counter()
-                    repaired = unlearn_user_model(model, train, forget, method, runtime=runtime,
-                                                  max_utility_drop=None, expand_seed=seed, seed=seed, **overrides)
-                    metrics = evaluate(runtime.prepare(repaired.model).eval(), forget)
                     record = {"key": key, "task": task["name"], "split": task["split"], "model": task["model"],
                               "corruption": task["corruption"], "variant": name, "method": method,
-                              "overrides": overrides, "rate": rate, "seed": seed, "code": code,
-                              "trained": trained, "metrics": metrics, "before": repaired.before,
-                              "after": repaired.after, "retain_drop": repaired.result.utility_drop,
-                              "selected": repaired.result.selected, "seconds": time.perf_counter() - start}
+                              "overrides": overrides, "rate": rate, "seed": seed, "code": code, "trained": trained}
+                    try:
+                        repaired = unlearn_user_model(model, train, forget, method, runtime=runtime,
+                                                      max_utility_drop=None, expand_seed=seed, seed=seed, **overrides)
+                    except NonFiniteLossError as exc:  # a diverging run is a result of the setting: recorded
+                        record.update(status="diverged", error=str(exc), seconds=time.perf_counter() - start)
+                        with out.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                        print(f"{task['name']:<34} {rate:<4} {name:<14} diverged: {exc}", flush=True)
+                        continue
+                    metrics = evaluate(runtime.prepare(repaired.model).eval(), forget)
+                    record.update(status="ok", metrics=metrics, before=repaired.before, after=repaired.after,
+                                  retain_drop=repaired.result.utility_drop, selected=repaired.result.selected,
+                                  seconds=time.perf_counter() - start)
                     with out.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                     m = metrics
@@ -236,6 +243,10 @@ def table(a) -> None:
             if not runs:
                 parts.append("–")
                 continue
+            if any(r.get("status") == "diverged" for r in runs):
+                parts.append("diverged (0)")
+                means[split][v].append(0.0)
+                continue
             score = statistics.mean(r["metrics"]["score"] for r in runs)
             drop = statistics.mean(r["trained"]["utility"] - r["metrics"]["utility"] for r in runs)
             asr = [r["metrics"]["attack_success"] for r in runs if r["metrics"].get("attack_success") is not None]
@@ -250,7 +261,7 @@ def table(a) -> None:
             f"**{statistics.mean(per[v]):.1f}**" + ("" if len(per[v]) == n else f" ({len(per[v])})") if per.get(v)
             else "–" for v in wanted) + " |")
     print("\nEach entry: score (healed x utility / 100), its utility change against the trained model, and attack "
-          "success for the poison; mean over seeds.")
+          "success for the poison; mean over seeds. A run that diverged (NaN loss) counts as score 0.")
 
 
 def main() -> None:

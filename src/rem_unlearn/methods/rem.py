@@ -57,6 +57,10 @@ class REMConfig(UnlearnConfig):
     # 2 sigma(log pi/pi_ref) fades as a row is forgotten, but restarts at 1 on every new random view of it, so on
     # augmented D_f the removal never lets up (docs/any-model.md, "Removal on D_f as stored").
     removal_augment: bool = False
+    # The removal acts only on the D_f rows or views that the trained model (the reference) predicts with their
+    # corrupted label: a backdoor's trigger carries over to every view, a memorised wrong label to few of them,
+    # and NPO on a view the reference never got wrong pushes the model past it without end (docs/defaults.md).
+    removal_where_memorised: bool = False
     drop_mode_batchnorm: bool = True  # flush/removal with frozen BN statistics, re-estimated in drop mode
     patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
     proxy_forget_views: int = 4  # the proxy also reads D_f's random views: a backdoor coming back shows there
@@ -196,8 +200,12 @@ class REM(Method[REMConfig]):
         frozen = frozen_batchnorm(model) if self.config.drop_mode_batchnorm else contextlib.nullcontext()
         with rt.autocast(), frozen:
             with torch.no_grad():
-                ce_ref = per_sample_ce(reference(x), y)
-            return self.removal_loss(per_sample_ce(model(x), y), ce_ref).mean()
+                ref_logits = reference(x)
+                ce_ref = per_sample_ce(ref_logits, y)
+            loss = self.removal_loss(per_sample_ce(model(x), y), ce_ref)
+            if self.config.removal_where_memorised:
+                loss = loss * (ref_logits.argmax(1) == y)
+            return loss.mean()
 
     def redirect_known_loss(self, model, known, routed, capacity, rt) -> torch.Tensor:
         """Cross-entropy of a D_f mini-batch through the shared mask, with a gradient for theta_o2 only.
