@@ -405,3 +405,24 @@ def test_proxy_forget_views_see_what_the_stored_rows_hide(toy, views):
     else:
         assert removing == 0.0 and "forget_views" not in logged
     assert REMConfig().proxy_forget_views > 0 and REMOfficialConfig().proxy_forget_views == 0
+
+
+def test_removal_where_memorised_acts_only_on_rows_the_reference_gets_wrong_as_stored():
+    """With removal_where_memorised, a D_f row (or view) whose corrupted label the trained model does not
+    predict adds no removal loss; the others add NPO's, and the mean is over every row of the batch."""
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(4, 3)
+    model = copy.deepcopy(reference)
+    with torch.no_grad():
+        model.weight.add_(0.1 * torch.randn_like(model.weight))
+    x = torch.randn(16, 4)
+    predicted = reference(x).argmax(1)
+    y = torch.where(torch.arange(16) % 2 == 0, predicted, (predicted + 1) % 3)  # half as memorised, half not
+    rt = Runtime.from_config(RuntimeConfig(precision="fp32"))
+    plain = REM(REMConfig()).removal_step_loss(model, reference, x, y, rt)
+    gated = REM(REMConfig(removal_where_memorised=True)).removal_step_loss(model, reference, x, y, rt)
+    with torch.no_grad():
+        per_row = npo_removal(per_sample_ce(model(x), y), per_sample_ce(reference(x), y), 1.0)
+    assert torch.allclose(plain, per_row.mean(), atol=1e-5)
+    assert torch.allclose(gated, (per_row * (y == predicted)).sum() / 16, atol=1e-5)
+    assert gated < plain
