@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from rem_unlearn import unlearn_user_model
-from rem_unlearn.config import CorruptionConfig, ModelConfig, apply_overrides
+from rem_unlearn.config import CorruptionConfig, ModelConfig, RuntimeConfig, apply_overrides
 from rem_unlearn.corruptions import corrupt, discover
 from rem_unlearn.data import load_dataset
 from rem_unlearn.metrics import Evaluator
@@ -164,12 +164,14 @@ def parse_variants(methods: str, variants: list[str]) -> dict[str, tuple[str, di
     return out
 
 
-def run_key(task: str, variant: str, method: str, overrides: dict, rate: float, seed: int, code: str) -> str:
-    return json.dumps([task, variant, method, overrides, rate, seed, code], sort_keys=True)
+def run_key(task: str, variant: str, method: str, overrides: dict, rate: float, seed: int, code: str,
+            precision: str = "auto") -> str:
+    parts = [task, variant, method, overrides, rate, seed, code] + ([] if precision == "auto" else [precision])
+    return json.dumps(parts, sort_keys=True)
 
 
 def sweep(a) -> None:
-    base = replace(Runtime.from_config(None), progress=False)
+    base = replace(Runtime.from_config(RuntimeConfig(precision=a.precision)), progress=False)
     out = Path(a.out)
     done = set()
     if out.is_file():
@@ -192,13 +194,14 @@ def sweep(a) -> None:
             for seed in map(int, a.seeds.split(",")):
                 forget = discover(corrupted.corrupted_ids, rate, seed)
                 for name, (method, overrides) in variants.items():
-                    key = run_key(task["name"], name, method, overrides, rate, seed, code)
+                    key = run_key(task["name"], name, method, overrides, rate, seed, code, a.precision)
                     if key in done:
                         continue
                     start = time.perf_counter()
                     record = {"key": key, "task": task["name"], "split": task["split"], "model": task["model"],
                               "corruption": task["corruption"], "variant": name, "method": method,
-                              "overrides": overrides, "rate": rate, "seed": seed, "code": code, "trained": trained}
+                              "overrides": overrides, "rate": rate, "seed": seed, "code": code, "trained": trained,
+                              "precision": a.precision}
                     try:
                         repaired = unlearn_user_model(model, train, forget, method, runtime=runtime,
                                                       max_utility_drop=None, expand_seed=seed, seed=seed, **overrides)
@@ -272,6 +275,8 @@ def main() -> None:
     p.add_argument("--variant", action="append", help="name=method:key=value,... (repeatable)")
     p.add_argument("--seeds", default="0", help="discovery, expansion and unlearning seeds")
     p.add_argument("--rates", help="discovery rates (default: the task's, 0.1 and 0.5)")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="unlearning and evaluation precision (auto: bf16 autocast); trained models are shared")
     p.add_argument("--out", default=str(RECORDS))
     p.add_argument("--work", default=str(Path("~/.cache/rem_unlearn/task_suite").expanduser()),
                    help="cache of the trained models")
