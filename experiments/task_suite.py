@@ -229,6 +229,9 @@ def sweep(a) -> None:
 
 def table(a) -> None:
     rows = [json.loads(line) for f in a.records for line in Path(f).read_text().splitlines()]
+    for r in rows:  # runs at another precision are columns of their own: name@fp32
+        if r.get("precision", "auto") != "auto":
+            r["variant"] += "@" + r["precision"]
     if a.code:
         rows = [r for r in rows if r["code"] in a.code.split(",")]
     wanted = a.variants.split(",") if a.variants else sorted({r["variant"] for r in rows})
