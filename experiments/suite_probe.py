@@ -17,24 +17,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
-from task_suite import load_tasks, task_data, train_user_model
+from task_suite import WORK, load_tasks, task_data, task_runtime, train_user_model
 
 from rem_unlearn import unlearn_user_model
 from rem_unlearn.corruptions import discover
 from rem_unlearn.metrics import Evaluator
-from rem_unlearn.training import Runtime
 
 
 def main() -> None:
     name, rate, settings = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
     task = next(t for t in load_tasks() if t["name"] == name)
     corrupted, test = task_data(task)
-    base = replace(Runtime.from_config(None), progress=False)
-    runtime = replace(base, channels_last=False) if task["model"].startswith("hf-") else base
-    model, _ = train_user_model(task, corrupted.train, runtime, Path("~/.cache/rem_unlearn/task_suite").expanduser())
+    runtime = task_runtime(task)
+    model, _ = train_user_model(task, corrupted.train, runtime, WORK)
     evaluate = Evaluator(corrupted, test, runtime)
     trained = evaluate(model)
     forget = discover(corrupted.corrupted_ids, rate, 0)

@@ -46,6 +46,7 @@ from rem_unlearn.training import Batcher, NonFiniteLossError, Runtime
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "task_suite.toml"
 RECORDS = HERE / "results" / "task_suite.jsonl"
+WORK = Path("~/.cache/rem_unlearn/task_suite").expanduser()  # the trained models
 
 
 def load_tasks(path: Path = SUITE) -> list[dict]:
@@ -105,6 +106,12 @@ def hf_model(kind: str, channels: int, classes: int, size: int) -> HFClassifier:
     cfg = transformers.ConvNextConfig(num_channels=channels, patch_size=2, hidden_sizes=[32, 64, 128, 256],
                                       depths=[1, 1, 2, 1], num_labels=classes)
     return HFClassifier(transformers.ConvNextForImageClassification(cfg))
+
+
+def task_runtime(task: dict, precision: str = "auto") -> Runtime:
+    """The runtime a task's model runs in; a transformers model runs as --hf-model runs it: not channels_last."""
+    runtime = replace(Runtime.from_config(RuntimeConfig(precision=precision)), progress=False)
+    return replace(runtime, channels_last=False) if task["model"].startswith("hf-") else runtime
 
 
 def fresh_model(task: dict, channels: int):
@@ -171,7 +178,6 @@ def run_key(task: str, variant: str, method: str, overrides: dict, rate: float, 
 
 
 def sweep(a) -> None:
-    base = replace(Runtime.from_config(RuntimeConfig(precision=a.precision)), progress=False)
     out = Path(a.out)
     done = set()
     if out.is_file():
@@ -183,8 +189,7 @@ def sweep(a) -> None:
     for task in tasks:
         corrupted, test = task_data(task)
         train = corrupted.train
-        # A transformers model runs as --hf-model runs it: contiguous, not channels_last.
-        runtime = replace(base, channels_last=False) if task["model"].startswith("hf-") else base
+        runtime = task_runtime(task, a.precision)
         model, train_seconds = train_user_model(task, train, runtime, Path(a.work))
         evaluate = Evaluator(corrupted, test, runtime)
         trained = evaluate(model)
@@ -281,8 +286,7 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="unlearning and evaluation precision (auto: bf16 autocast); trained models are shared")
     p.add_argument("--out", default=str(RECORDS))
-    p.add_argument("--work", default=str(Path("~/.cache/rem_unlearn/task_suite").expanduser()),
-                   help="cache of the trained models")
+    p.add_argument("--work", default=str(WORK), help="cache of the trained models")
     p.add_argument("--table", action="store_true", help="print the table of --records instead of running")
     p.add_argument("--records", nargs="*", default=[str(RECORDS)])
     p.add_argument("--variants", help="table columns (default: every variant in the records)")
