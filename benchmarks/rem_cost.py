@@ -95,7 +95,8 @@ def main() -> None:
 
     runs = {}
     for name, patience in (("with the stopping rule", method_config("rem", settings).patience), ("every round", None)):
-        result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, max_utility_drop=None, epochs=a.epochs,
+        result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+                         max_utility_drop=None, epochs=a.epochs,
                          **{**settings, "patience": patience})
         rounds = sum(1 for h in result.history if h.get("event") == "round")
         runs[name] = (result.wall_time_s, rounds, task.evaluate(result.model, forget), result.selected)

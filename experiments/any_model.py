@@ -62,7 +62,8 @@ def run_cell(task, how: dict | None, rate: float, seed: int, method: str, epochs
     if how is not None:
         x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]
         model = expand(task.model, example_input=x, num_classes=train.num_classes, seed=seed, **how)
-    result = unlearn(model, train, forget, method, runtime=task.runtime, max_utility_drop=None, epochs=epochs, seed=seed, **(settings or {}))
+    result = unlearn(model, train, forget, method, runtime=task.runtime,
+                     max_utility_drop=None, epochs=epochs, seed=seed, **(settings or {}))
     final = discard(result.model) if how is not None else result.model
     metrics = task.evaluate(final, forget)
     recalibrated = copy.deepcopy(final)

@@ -63,7 +63,8 @@ def run_cell(corruption: str, rate: float, epochs: int) -> str:
     torch.manual_seed(0)  # the bad teacher's kind of network, drawn reproducibly
     fresh = task.runtime.prepare(type(task.model)(**task.model.arch))
     row(fresh, "a random network (the bad teacher's kind)")
-    result = unlearn(task.model, c.train, forget, "bad-teacher", runtime=task.runtime, max_utility_drop=None, epochs=epochs,
+    result = unlearn(task.model, c.train, forget, "bad-teacher", runtime=task.runtime,
+                     max_utility_drop=None, epochs=epochs,
                      on_epoch=row)
     lines.append(f"\nkept by the proxy: {result.selected}")
     return "\n".join(lines)

@@ -106,7 +106,8 @@ def main() -> None:
         for rate in (float(r) for r in a.rates.split(",")):
             forget = discover(corrupted.corrupted_ids, rate, seed=a.seed)
             big = expand(model, example_input=x, num_classes=train.num_classes, seed=a.seed)
-            result = unlearn(big, train, forget, "rem", runtime=runtime, max_utility_drop=None, epochs=a.epochs, seed=a.seed)
+            result = unlearn(big, train, forget, "rem", runtime=runtime,
+                             max_utility_drop=None, epochs=a.epochs, seed=a.seed)
             out = save_pretrained(result.model, work / f"rem-{corruption}-{rate:g}", {"forget": len(forget)},
                                   force=True)
             reloaded = transformers.AutoModelForImageClassification.from_pretrained(out)

@@ -147,7 +147,8 @@ def main() -> None:
                 rem_module.fresh_capacity = (fresh_capacity_with_statistics if variant == "capacity-sane"
                                              else _fresh_capacity)
                 try:
-                    result = unlearn(model, task.corrupted.train, forget, "rem", runtime=task.runtime, max_utility_drop=None,
+                    result = unlearn(model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+                                     max_utility_drop=None,
                                      epochs=a.epochs, seed=seed, **settings)
                 finally:
                     rem_module.fresh_capacity = _fresh_capacity

@@ -73,7 +73,8 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
               f"{drop(undiscovered):>15.1f}{shared(undiscovered):>17.1f}{fit_weight(model):>16.2f}"
               f"{task.evaluate(model, forget)['utility']:>15.1f}", flush=True)
 
-    result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime, max_utility_drop=None, pretrain=cfg.train,
+    result = unlearn(task.model, corrupted.train, forget, "rem", runtime=task.runtime,
+                     max_utility_drop=None, pretrain=cfg.train,
                      on_epoch=observe, **method_overrides(cfg, method))
     print(f"selected: {result.selected}, REM took {result.wall_time_s:.1f}s")
     return {"corruption": corruption, "trained": task.evaluate(task.model, forget),
