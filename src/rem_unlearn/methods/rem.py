@@ -53,6 +53,7 @@ class REMConfig(UnlearnConfig):
     # official code; with drop_mode_batchnorm those rows run alone through frozen BN, docs/design.md §9.5)
     removal_every_step: bool = True
     removal_batch_size: int = 32  # rows of that D_f mini-batch (removal_every_step, redirect_known)
+    removal_weight: float = 1.0  # weight of that mini-batch's removal term against the batch-mean fit
     # D_f as stored, not augmented, in the flush and that mini-batch (the official code augments): NPO's weight
     # 2 sigma(log pi/pi_ref) fades as a row is forgotten, but restarts at 1 on every new random view of it, so on
     # augmented D_f the removal never lets up (docs/any-model.md, "Removal on D_f as stored").
@@ -81,6 +82,8 @@ class REMConfig(UnlearnConfig):
             raise ConfigError("p_mem must be in (0, 1], beta > 0, num_shared_masks >= 1")
         if self.removal_batch_size < 1 or (self.patience is not None and self.patience < 1):
             raise ConfigError("removal_batch_size must be >= 1 and patience >= 1 (or none)")
+        if self.removal_weight < 0:
+            raise ConfigError(f"removal_weight={self.removal_weight}; must be >= 0")
 
 
 @torch.no_grad()
@@ -151,7 +154,8 @@ class REM(Method[REMConfig]):
                 if (cfg.repair_removal and cfg.removal_every_step) or capacity is not None:
                     known = next(removal_batches)
                     if cfg.repair_removal and cfg.removal_every_step:
-                        loss = loss + self.removal_step_loss(model, reference, known[0], known[1], rt)
+                        removal = self.removal_step_loss(model, reference, known[0], known[1], rt)
+                        loss = loss + cfg.removal_weight * removal
                     if capacity is not None:
                         loss = loss + self.redirect_known_loss(model, known, routed, capacity, rt)
                 return loss
