@@ -13,7 +13,7 @@ import rem_unlearn.methods.registry as registry
 from rem_unlearn.api import unlearn
 from rem_unlearn.config import OptimConfig, RuntimeConfig, TrainConfig, from_dict
 from rem_unlearn.data.base import ImageDataset
-from rem_unlearn.methods import Method, UnlearnConfig, get_method, method_names, register_method
+from rem_unlearn.methods import EpochMethod, Method, UnlearnConfig, get_method, method_names, register_method
 from rem_unlearn.methods.common import dampen, importance_ratio, layers_in_forward_order, percentile
 from rem_unlearn.methods.common import ptn_percentile as potion_percentile
 from rem_unlearn.models.gates import partition
@@ -342,3 +342,25 @@ def test_observer_sees_start_and_every_selection_point(name, model, toy, forget_
                   on_epoch=lambda m, label: seen.append(label))
     considered = [h["at"] for h in res.history if h["event"] == "proxy"]
     assert seen[0] == "start" and seen == considered  # observed exactly where the proxy looked
+
+
+class _Bf16Fragile(EpochMethod):
+    """Cross-entropy plus a term that is 1e-4 in fp32 and infinite in bf16 autocast (1.0001 rounds to 1)."""
+
+    summary = "test method: a loss whose bf16 rounding divides by zero"
+
+    def loss(self, model, x, y, ids):
+        near_one = torch.full((1, 1), 1.0001) @ torch.ones(1, 1)  # a matmul: autocast runs it in bf16
+        return torch.nn.functional.cross_entropy(model(x), y) + 1e-8 / (near_one.sum() - 1)
+
+
+def test_a_bf16_overflow_reruns_the_method_in_fp32(isolated_registry, model, toy, forget_ids):
+    register_method("bf16-fragile")(_Bf16Fragile)
+    fp32 = unlearn(model, toy, forget_ids, "bf16-fragile", runtime={**RUNTIME, "precision": "fp32"}, epochs=1,
+                   max_utility_drop=None)
+    assert not any(row.get("event") == "fp32 rerun" for row in fp32.history)
+    res = unlearn(model, toy, forget_ids, "bf16-fragile", runtime={**RUNTIME, "precision": "bf16"}, epochs=1,
+                  max_utility_drop=None)
+    assert res.history[0]["event"] == "fp32 rerun" and "loss became inf" in res.history[0]["reason"]
+    assert any(row.get("event") == "selected" for row in res.history)
+    assert not any(p.dtype == torch.bfloat16 for p in res.model.parameters())

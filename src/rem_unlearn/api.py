@@ -20,7 +20,7 @@ from .methods.registry import get_method, method_config
 from .metrics import known_data_accuracy
 from .models import discard, expand, gates
 from .models.expand import classifier_outputs
-from .training import Batcher, Runtime, accuracy
+from .training import Batcher, NonFiniteLossError, Runtime, accuracy
 
 __all__ = ["MAX_UTILITY_DROP", "ForgetIdError", "UnlearnResult", "UserModelResult", "UtilityDropError",
            "forget_rows", "match_classes", "unlearn", "unlearn_user_model"]
@@ -129,10 +129,29 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     if len(rows) == len(train_set):
         raise ForgetIdError("the forget set covers the whole training set; nothing would be retained")
     working, train_set, runtime = working_copy(model, train_set, runtime)  # a clear error before any training
+    try:
+        return run_method(cls, config, working, train_set, rows, runtime, pretrain, oracle_ids, on_epoch,
+                          method, max_utility_drop)
+    except NonFiniteLossError as err:
+        if runtime.autocast_dtype is None:
+            raise
+        # bf16 autocast overflows in some LayerNorm models (a transformers ConvNext, docs/defaults.md); the
+        # same run in fp32 does not, so it reruns once from a fresh copy, and the history says so.
+        fp32 = replace(runtime, autocast_dtype=None)
+        return run_method(cls, config, fp32.prepare(copy.deepcopy(model)), train_set, rows, fp32, pretrain,
+                          oracle_ids, on_epoch, method, max_utility_drop, note={"event": "fp32 rerun", "reason": str(err)})
+
+
+def run_method(cls, config, working: nn.Module, train_set: ImageDataset, rows: torch.Tensor, runtime: Runtime,
+               pretrain, oracle_ids, on_epoch, method: str, max_utility_drop: float | None,
+               note: dict | None = None) -> UnlearnResult:
+    """One run of the method on ``working`` (modified in place), measured by the utility guard."""
     ctx = UnlearnContext(working, train_set, rows, train_set.rows_except(rows), runtime, config,
                          pretrain=pretrain,
                          oracle_ids=None if oracle_ids is None else torch.as_tensor(oracle_ids).long(),
                          on_epoch=on_epoch)
+    if note is not None:
+        ctx.log(**note)
     guard_rows = retain_sample(ctx.retain_rows, config)
     retain_before = accuracy(working, ctx.eval_batcher, guard_rows)
     torch.manual_seed(config.seed)
