@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from rem_unlearn.api import unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.experiment import prepare
 from rem_unlearn.methods.registry import method_config
 from rem_unlearn.methods.rem import REM
@@ -88,7 +88,7 @@ def main() -> None:
     cfg = load_config(ExperimentConfig, base=EMBEDDED_DEFAULT,
                       overrides=[f"corruption.kind={a.corruption}", "runtime.progress=false"])
     task = prepare(cfg)
-    forget = discover(task.corrupted.corrupted_ids, a.rate, seed=a.seed)
+    forget = discovered_ids(task.corrupted.corrupted_ids, a.rate, seed=a.seed)
     settings = apply_overrides({"seed": a.seed}, a.set)
     rem_s, plain_s = per_step(task, forget, cfg.train.optim.batch_size, a.steps, settings)
     print(f"(a) REM repair step {1000 * rem_s:.1f} ms / plain step {1000 * plain_s:.1f} ms = {rem_s / plain_s:.2f}")

@@ -31,7 +31,7 @@ from collections import defaultdict
 
 from rem_unlearn import discard, expand, unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
 from rem_unlearn.report.heatmaps import REGULARITY
@@ -57,7 +57,7 @@ def task_for(corruption: str, overrides: list[str]):
 def run_cell(task, how: dict | None, rate: float, seed: int, method: str, epochs: float,
              settings: dict | None = None) -> dict:
     train = task.corrupted.train
-    forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
+    forget = discovered_ids(task.corrupted.corrupted_ids, rate, seed=seed)
     model = task.model
     if how is not None:
         x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]

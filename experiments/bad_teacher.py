@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from rem_unlearn import unlearn
 from rem_unlearn.config import ExperimentConfig, load_config
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset
 from rem_unlearn.training import Batcher
@@ -47,7 +47,7 @@ def run_cell(corruption: str, rate: float, epochs: int) -> str:
                       overrides=[f"corruption.kind={corruption}", "runtime.progress=false"])
     task = prepare(cfg)
     c = task.corrupted
-    forget = discover(c.corrupted_ids, rate, seed=0)
+    forget = discovered_ids(c.corrupted_ids, rate, seed=0)
     rows = c.train.rows_of(forget)
     batcher = task.evaluate.train_batcher  # the evaluator's: the training set, no augmentation
     true = c.true_labels[rows]

@@ -21,7 +21,7 @@ import time
 
 from rem_unlearn.api import unlearn
 from rem_unlearn.config import ExperimentConfig, load_config
-from rem_unlearn.corruptions import discover as draw
+from rem_unlearn.corruptions import discovered_ids as draw
 from rem_unlearn.discovery import discovery_context, rank
 from rem_unlearn.experiment import prepare
 from rem_unlearn.presets import experiment_preset

@@ -32,7 +32,7 @@ import torch
 
 from rem_unlearn import expand, unlearn
 from rem_unlearn.config import ExperimentConfig, load_config
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.data.user import per_channel
 from rem_unlearn.experiment import corrupted_data
 from rem_unlearn.metrics import Evaluator
@@ -104,7 +104,7 @@ def main() -> None:
                      "seconds": train_seconds})
         print(json.dumps(rows[-1]), flush=True)
         for rate in (float(r) for r in a.rates.split(",")):
-            forget = discover(corrupted.corrupted_ids, rate, seed=a.seed)
+            forget = discovered_ids(corrupted.corrupted_ids, rate, seed=a.seed)
             big = expand(model, example_input=x, num_classes=train.num_classes, seed=a.seed)
             result = unlearn(big, train, forget, "rem", runtime=runtime,
                              max_utility_drop=None, epochs=a.epochs, seed=a.seed)

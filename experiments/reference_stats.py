@@ -39,7 +39,7 @@ from torch import nn
 from any_model import MODELS, task_for  # experiments/any_model.py: the same trained models and widening
 from rem_unlearn import discard, expand, unlearn
 from rem_unlearn.config import apply_overrides
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.methods import rem as rem_module
 from rem_unlearn.training import recalibrate_batchnorm
 
@@ -103,7 +103,7 @@ def print_statistics(capacity, plain) -> None:
         train = task.corrupted.train
         rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:256]
         x, y, ids = task.evaluate.train_batcher.batch(rows, augment=False)
-        forget = discover(task.corrupted.corrupted_ids, 0.1, seed=0)
+        forget = discovered_ids(task.corrupted.corrupted_ids, 0.1, seed=0)
         reference = frozen_copy(model)
         with partition(reference, "shared", ids=ids, shared_ids=forget):
             ce_ref = per_sample_ce(reference(x), y).mean()
@@ -137,7 +137,7 @@ def main() -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             for variant in variants:
                 task = capacity if variant.startswith("capacity") else plain
-                forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
+                forget = discovered_ids(task.corrupted.corrupted_ids, rate, seed=seed)
                 model = task.model
                 if variant.startswith("plain"):
                     x = task.evaluate.train_batcher.batch(task.corrupted.corrupted_rows[:2], augment=False)[0]

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from rem_unlearn.api import unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.experiment import prepare
 from rem_unlearn.experiment import method_overrides
 from rem_unlearn.presets import experiment_preset
@@ -41,7 +41,7 @@ def run_one(preset: str, corruption: str, rate: float, method: dict, overrides: 
     print(f"\n## {preset}: {corruption}  (model trained or loaded in {time.perf_counter() - start:.0f}s, "
           f"training took {task.train_seconds:.0f}s)")
     corrupted = task.corrupted
-    forget = discover(corrupted.corrupted_ids, rate, seed=0)
+    forget = discovered_ids(corrupted.corrupted_ids, rate, seed=0)
     rows = corrupted.corrupted_rows
     known = torch.isin(corrupted.train.ids[rows], forget)
     discovered, undiscovered = rows[known], rows[~known]

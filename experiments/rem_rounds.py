@@ -25,7 +25,7 @@ import statistics
 
 from rem_unlearn import unlearn
 from rem_unlearn.config import ExperimentConfig, apply_overrides, load_config, to_dict
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.experiment import prepare
 from rem_unlearn.methods.registry import method_config
 from rem_unlearn.presets import experiment_preset
@@ -33,7 +33,7 @@ from rem_unlearn.presets import experiment_preset
 
 def record_cell(task, corruption: str, rate: float, seed: int = 0, settings: dict | None = None) -> dict:
     scores: dict[str, dict] = {}
-    forget = discover(task.corrupted.corrupted_ids, rate, seed=seed)
+    forget = discovered_ids(task.corrupted.corrupted_ids, rate, seed=seed)
     result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime, max_utility_drop=None,
                      **{"epochs": 10, **(settings or {}), "patience": None, "seed": seed},
                      on_epoch=lambda model, label: scores.update({label: task.evaluate(model)}))

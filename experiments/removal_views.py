@@ -26,7 +26,7 @@ import copy
 import torch
 
 from any_model import MODELS, task_for  # experiments/any_model.py: the same trained models
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.methods.base import per_sample_ce
 from rem_unlearn.methods.rem import REM, REMConfig
 from rem_unlearn.training import Batcher, maybe_partition
@@ -42,7 +42,7 @@ def grad_norm(model: torch.nn.Module, loss: torch.Tensor) -> float:
 
 def measure(task, rate: float, seed: int) -> dict[str, float]:
     train, rt = task.corrupted.train, task.runtime
-    rows = train.rows_of(discover(task.corrupted.corrupted_ids, rate, seed=seed))
+    rows = train.rows_of(discovered_ids(task.corrupted.corrupted_ids, rate, seed=seed))
     model = copy.deepcopy(task.model).train()  # drop mode of an expanded model is this model
     reference = copy.deepcopy(task.model).eval().requires_grad_(False)
     rem = REM(REMConfig())

@@ -21,7 +21,7 @@ import time
 from task_suite import WORK, load_tasks, task_data, task_runtime, train_user_model
 
 from rem_unlearn import unlearn_user_model
-from rem_unlearn.corruptions import discover
+from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.metrics import Evaluator
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     model, _ = train_user_model(task, corrupted.train, runtime, WORK)
     evaluate = Evaluator(corrupted, test, runtime)
     trained = evaluate(model)
-    forget = discover(corrupted.corrupted_ids, rate, 0)
+    forget = discovered_ids(corrupted.corrupted_ids, rate, 0)
     for label, cfg in settings.items():
         cfg = dict(cfg)
         method, expansion = cfg.pop("method", "rem"), cfg.pop("expand", {})

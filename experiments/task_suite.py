@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from rem_unlearn import unlearn_user_model
 from rem_unlearn.config import CorruptionConfig, ModelConfig, RuntimeConfig, apply_overrides
-from rem_unlearn.corruptions import corrupt, discover
+from rem_unlearn.corruptions import corrupt, discovered_ids
 from rem_unlearn.data import load_dataset
 from rem_unlearn.metrics import Evaluator
 from rem_unlearn.models import build_model
@@ -197,7 +197,7 @@ def sweep(a) -> None:
               f"{json.dumps({k: round(v, 2) for k, v in trained.items() if isinstance(v, float)})}", flush=True)
         for rate in (map(float, a.rates.split(",")) if a.rates else task["rates"]):
             for seed in map(int, a.seeds.split(",")):
-                forget = discover(corrupted.corrupted_ids, rate, seed)
+                forget = discovered_ids(corrupted.corrupted_ids, rate, seed)
                 for name, (method, overrides) in variants.items():
                     key = run_key(task["name"], name, method, overrides, rate, seed, code, a.precision)
                     if key in done:

@@ -5,7 +5,7 @@ import torch
 
 from rem_unlearn.checkpoint import CheckpointError, load_weights, read_meta, save_checkpoint
 from rem_unlearn.config import ConfigError, CorruptionConfig, ExperimentConfig, load_config
-from rem_unlearn.corruptions import corrupt, discover
+from rem_unlearn.corruptions import corrupt, discovered_ids
 from rem_unlearn.experiment import model_key
 from rem_unlearn.models import ResNet9, build_model, partition, partition_state
 from rem_unlearn.models.gates import example_masks
@@ -45,13 +45,13 @@ def test_corruption_fraction_and_errors():
 
 def test_discovery_nested_and_validated():
     ids = torch.arange(1000, 1200)
-    sets = [set(discover(ids, r, seed=5).tolist()) for r in (0.1, 0.3, 0.5, 1.0)]
+    sets = [set(discovered_ids(ids, r, seed=5).tolist()) for r in (0.1, 0.3, 0.5, 1.0)]
     assert [len(s) for s in sets] == [20, 60, 100, 200]
     assert sets[0] <= sets[1] <= sets[2] <= sets[3] == set(ids.tolist())
-    assert set(discover(ids, 0.1, seed=6).tolist()) != sets[0]
+    assert set(discovered_ids(ids, 0.1, seed=6).tolist()) != sets[0]
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="discovery rate"):
-            discover(ids, bad, seed=0)
+            discovered_ids(ids, bad, seed=0)
 
 
 def test_masks_deterministic_and_batch_order_independent():

@@ -171,7 +171,7 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
     results the grid never asked for.
     """
     from ..api import unlearn
-    from ..corruptions.discovery import discover
+    from ..corruptions.discovery import discovered_ids
 
     try:
         key = cell.key
@@ -187,7 +187,7 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
                 "driver (was the source changed during the sweep?)")
         task = get_task(cell.experiment, warn_untrained=not cell.trains_model)
         corrupted_ids = task.corrupted.corrupted_ids
-        forget_ids = known = discover(corrupted_ids, cell.discovery_rate, cell.seed)
+        forget_ids = known = discovered_ids(corrupted_ids, cell.discovery_rate, cell.seed)
         if cell.detected:
             found = detected_forget_set(task, cell, known)
             forget_ids = found.selected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def discover(corrupted_ids: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+def discovered_ids(corrupted_ids: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
     """The known forget ids D_f for a discovery rate, as sorted ids.
 
     One seeded permutation of the corrupted ids is cut at round(rate * N), so
