@@ -272,7 +272,7 @@ def test_widened_units_are_read_and_trained_in_shared_mode() -> None:
 def test_redirection_masks_of_an_expanded_builtin_plain_model() -> None:
     """An expanded resnet9-plain still has ResNet9.redirection_parameters (it returns nothing for an
     unpartitioned model): the masks must come from what expand added, or redirect_known trains nothing."""
-    from rem_unlearn.methods.rem import REM, REMConfig
+    from rem_unlearn.methods.rem import REM, REMLabConfig, REMMechanics
     from rem_unlearn.models import redirection_masks
 
     plain = build_model(ModelConfig(arch="resnet9-plain", width=0.125), 1, CLASSES, 12).eval()
@@ -285,7 +285,7 @@ def test_redirection_masks_of_an_expanded_builtin_plain_model() -> None:
     partition_state(big).p_mem = 0.5
     x, ids = inputs(4)
     y = torch.arange(4) % CLASSES
-    loss = REM(REMConfig(redirect_known=True)).redirect_known_loss(big, (x, y, ids), ids, masks, Runtime.from_config())
+    loss = REM(REMLabConfig(mechanics=REMMechanics(redirect_known=True))).redirect_known_loss(big, (x, y, ids), ids, masks, Runtime.from_config())
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in big.named_parameters() if n in added)
     assert all(p.grad is None or not p.grad.any() for n, p in big.named_parameters() if n not in added)

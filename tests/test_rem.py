@@ -1,13 +1,15 @@
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from rem_unlearn.api import ForgetIdError, forget_rows, unlearn
-from rem_unlearn.methods.base import (ProxySelector, UnlearnContext, capped_dpo_fit, dpo_fit, npo_removal,
-                                     per_sample_ce)
-from rem_unlearn.methods.rem import REM, REMConfig, REMOfficialConfig
+from rem_unlearn.methods.base import (ProxySelector, UnlearnConfig, UnlearnContext, capped_dpo_fit, dpo_fit,
+                                     npo_removal, per_sample_ce)
+from rem_unlearn.methods.registry import method_config
+from rem_unlearn.methods.rem import REM, REMConfig, REMLabConfig, REMMechanics, REMOfficialConfig
 from rem_unlearn.models import ResNet9, partition, partition_state
 from rem_unlearn.training import Batcher, Runtime, train_model
 from rem_unlearn.config import ConfigError, RuntimeConfig, TrainConfig
@@ -74,7 +76,7 @@ def _fit(model, ref, x, y, ids, routed, fit=dpo_fit):
 
 
 def test_default_repair_loss_is_the_redirect_term():
-    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the (capped) fit."""
+    """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
     loss = REM(REMConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
     expected = _fit(copy.deepcopy(model), ref, x, y, ids, routed, capped_dpo_fit).mean()
@@ -120,7 +122,7 @@ def test_in_batch_removal_is_the_forget_rows_pass_with_frozen_batchnorm_in_train
     mode this is the same loss whatever else the batch holds (the fit pass before it moves the statistics,
     in the model and its twin)."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
-    rem = REM(REMConfig(removal_every_step=False))
+    rem = REM(REMLabConfig(mechanics=REMMechanics(removal_every_step=False)))
     twin = copy.deepcopy(model)
     loss = rem.repair_loss(model, ref, x, y, ids, routed, rt)
     f = torch.isin(ids, routed)
@@ -338,7 +340,7 @@ def test_redirect_known_trains_the_capacity_alone():
 
     model, ref, x, y, ids, routed, rt = _pair(train=True)
     masks = redirection_masks(model)
-    loss = REM(REMConfig(redirect_known=True)).redirect_known_loss(model, (x, y, ids), routed, masks, rt)
+    loss = REM(REMLabConfig(mechanics=REMMechanics(redirect_known=True))).redirect_known_loss(model, (x, y, ids), routed, masks, rt)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     assert all(g is None or not g[~masks[n]].any() for n, g in grads.items())  # theta_o1 untouched
@@ -364,10 +366,10 @@ def test_removal_sees_forget_rows_as_stored_unless_asked(monkeypatch):
     assert len(seen) > 1  # the flush and the repair's every-step removal
     assert all(torch.cdist(x.float(), stored.float()).min(dim=1).values.max() == 0 for x in seen)
     seen.clear()
-    unlearn(model, data, forget, "rem", removal_augment=True, **kw)
+    unlearn(model, data, forget, "rem-lab", mechanics={"removal_augment": True}, **kw)
     assert len(seen) > 1
     assert any(torch.cdist(x.float(), stored.float()).min(dim=1).values.max() > 0 for x in seen)
-    assert REMOfficialConfig().removal_augment and not REMConfig().removal_augment
+    assert REMOfficialConfig().mechanics.removal_augment and not REMLabConfig().mechanics.removal_augment
 
 
 class ForgotStoredRows(torch.nn.Module):
@@ -420,9 +422,21 @@ def test_removal_where_memorised_acts_only_on_rows_the_reference_gets_wrong_as_s
     y = torch.where(torch.arange(16) % 2 == 0, predicted, (predicted + 1) % 3)  # half as memorised, half not
     rt = Runtime.from_config(RuntimeConfig(precision="fp32"))
     plain = REM(REMConfig()).removal_step_loss(model, reference, x, y, rt)
-    gated = REM(REMConfig(removal_where_memorised=True)).removal_step_loss(model, reference, x, y, rt)
+    gated = REM(REMLabConfig(mechanics=REMMechanics(removal_where_memorised=True))).removal_step_loss(model, reference, x, y, rt)
     with torch.no_grad():
         per_row = npo_removal(per_sample_ce(model(x), y), per_sample_ce(reference(x), y), 1.0)
     assert torch.allclose(plain, per_row.mean(), atol=1e-5)
     assert torch.allclose(gated, (per_row * (y == predicted)).sum() / 16, atol=1e-5)
     assert gated < plain
+
+
+def test_rem_offers_users_ten_fields_and_keeps_the_mechanics_for_the_variants():
+    """`rem --set` shows what a user tunes; the research switches are set by the named variants or rem-lab."""
+    own = {f.name for f in dataclasses.fields(REMConfig)} - {f.name for f in dataclasses.fields(UnlearnConfig)}
+    assert len(own) <= 10, sorted(own)
+    assert not own & {f.name for f in dataclasses.fields(REMMechanics)}
+    with pytest.raises(ConfigError, match="unknown key.*removal_every_step"):
+        method_config("rem", {"removal_every_step": False})
+    lab = method_config("rem-official", {"mechanics": {"removal_every_step": True}})
+    assert lab.mechanics.removal_every_step and not lab.mechanics.drop_mode_batchnorm  # the rest stays official
+    assert REMOfficialConfig().mechanics.removal_every_step is False  # the override did not leak into the default
