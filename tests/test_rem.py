@@ -79,7 +79,10 @@ def test_default_repair_loss_is_the_redirect_term():
     """Our REM moves the removal term to its own D_f mini-batch: the D_tr batch only carries the fit."""
     model, ref, x, y, ids, routed, rt = _pair(train=True)
     loss = REM(REMConfig()).repair_loss(model, ref, x, y, ids, routed, rt)
-    expected = _fit(copy.deepcopy(model), ref, x, y, ids, routed, capped_dpo_fit).mean()
+    expected = _fit(copy.deepcopy(model), ref, x, y, ids, routed, dpo_fit).mean()
+    capped = REM(REMConfig(fit="dpo-capped")).repair_loss(model, ref, x, y, ids, routed, rt)
+    torch.testing.assert_close(capped.detach(), _fit(copy.deepcopy(model), ref, x, y, ids, routed,
+                                                     capped_dpo_fit).mean().detach())
     torch.testing.assert_close(loss.detach(), expected.detach())
 
 
@@ -127,7 +130,7 @@ def test_in_batch_removal_is_the_forget_rows_pass_with_frozen_batchnorm_in_train
     loss = rem.repair_loss(model, ref, x, y, ids, routed, rt)
     f = torch.isin(ids, routed)
     with torch.no_grad():
-        fit = _fit(twin, ref, x, y, ids, routed, capped_dpo_fit)
+        fit = _fit(twin, ref, x, y, ids, routed)
         twin.eval()  # the running statistics, as the frozen pass uses them
         removal = npo_removal(per_sample_ce(twin(x), y), per_sample_ce(ref(x), y), 1.0)
     assert model.training

@@ -73,11 +73,13 @@ class REMConfig(UnlearnConfig):
 
     beta: float = 1.0  # NPO / DPO temperature of the removal and fit terms
     p_mem: float = P_MEM  # share of the added units each training sample keeps during the repair
-    # Step 3.1's fit, relative to the frozen reference in masked mode: "dpo-capped" (the paper's DPO-style loss
-    # with its gradient weight 2 sigma(CE_ref - CE) capped at 1), "dpo" (the paper's) or "ce" (plain
-    # cross-entropy, no reference pass).
-    fit: str = "dpo-capped"
-    patience: int | None = 1  # stop after this many rounds without a better proxy once D_f stays forgotten
+    # Step 3.1's fit, relative to the frozen reference in masked mode: "dpo" (the paper's DPO-style loss),
+    # "dpo-capped" (its gradient weight 2 sigma(CE_ref - CE) capped at 1) or "ce" (plain cross-entropy, no
+    # reference pass).
+    fit: str = "dpo"
+    # Stop after this many rounds without a better proxy once D_f stays forgotten; None runs the whole budget,
+    # as the paper does (docs/defaults.md: the rule stopped too early on random labels).
+    patience: int | None = None
     removal_weight: float = 1.0  # weight of the every-step D_f removal term against the batch-mean fit
     removal_batch_size: int = 32  # rows of that D_f mini-batch
     round_steps: int | None = None  # repair steps per round (None: one pass over D_tr, as in the paper)
@@ -310,8 +312,7 @@ REMGAConfig = variant_config("REMGAConfig", REMMechanics(removal="ga", removal_e
 # The official code's mechanics: in-batch removal on augmented D_f, train-mode BatchNorm, no fresh capacity.
 OFFICIAL_MECHANICS = REMMechanics(reinit_capacity=False, removal_augment=True, removal_every_step=False,
                                   drop_mode_batchnorm=False)
-REMOfficialConfig = variant_config("REMOfficialConfig", OFFICIAL_MECHANICS, fit="dpo", proxy_forget_views=0,
-                                   patience=None)
+REMOfficialConfig = variant_config("REMOfficialConfig", OFFICIAL_MECHANICS, proxy_forget_views=0)
 
 
 @register_method("rem-ideal")
