@@ -7,7 +7,7 @@ holds, and commit the file with that change:
 
 Two runs on the same machine with the same thread count give identical metrics (bit for bit). Another
 CPU changes the rounding of the bf16 and fp32 kernels, and the smoke-sized grid amplifies it: the same
-commit measured up to 6 points of utility apart on two CPUs (docs/results.md, "What reproduces").  So
+commit measured up to 6 points of utility apart on two CPUs (research/notes/results.md, "What reproduces").  So
 the metrics are pinned per *numerics*: a hash of a few training steps run the way the grid runs them
 (:func:`numerics_fingerprint`).  tests/test_pinned.py compares against the pins of the machine's own
 numerics, and skips, naming the fingerprint, on a machine that has none yet.

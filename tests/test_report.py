@@ -227,13 +227,13 @@ def test_leaderboard_ranks_methods_and_names_their_provenance(tmp_path: Path) ->
 
 
 def test_committed_faithful_records_rebuild_the_main_table(tmp_path: Path) -> None:
-    """results/faithful holds the faithful preset's records (seeds 0, 1 and 2): the report rebuilds the paper's main
-    table from them without training, with every row of the preset and the numbers docs/results.md quotes."""
+    """research/records/faithful holds the faithful preset's records (seeds 0, 1 and 2): the report rebuilds the
+    paper's main table from them without training, with every row of the preset and the numbers the notes quote."""
     import shutil
 
     from rem_unlearn.report.tables import main_table
 
-    committed = Path(__file__).resolve().parents[1] / "results" / "faithful"
+    committed = Path(__file__).resolve().parents[1] / "research" / "records" / "faithful"
     folder = tmp_path / "faithful"
     shutil.copytree(committed / "records", folder / "records")
     shutil.copy(committed / "grid.json", folder / "grid.json")
@@ -244,6 +244,6 @@ def test_committed_faithful_records_rebuild_the_main_table(tmp_path: Path) -> No
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert set(rows) == {"REM", "REM (ETD)", "NPO (ETD)", "SCRUB (ETD)", "BadT (ETD)", "Retrained", "Potion",
                          "ETD", "Trained"}
-    assert "69.13 ± 1.01" in rows["REM"] and "68.25 ± 1.31" in rows["NPO (ETD)"]  # as docs/results.md says
+    assert "69.13 ± 1.01" in rows["REM"] and "68.25 ± 1.31" in rows["NPO (ETD)"]  # as research/notes/results.md says
     build_report(records, folder)
     assert (folder / "index.html").exists()

@@ -14,7 +14,7 @@ success, and attack success after re-estimating BatchNorm statistics on D_r in
 drop mode (the backdoor must not hide in BN statistics).  Every row is also
 appended to ``--out`` as a JSON line, so tables can be rebuilt without rerunning.
 
-    .venv/bin/python experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10] [--set fit=ce]
+    .venv/bin/python research/experiments/any_model.py [--rates 0.1,0.25,0.5,1.0] [--seeds 0] [--epochs 10] [--set fit=ce]
 
 ``--seeds`` are the discovery and unlearning seeds of a cell; the trained models
 (training seed ``--train-seed``, default 0) are shared by all of them.  ``--table`` rebuilds

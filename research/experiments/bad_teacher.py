@@ -8,8 +8,8 @@ probability, the mean probability of the corrupted label and of the true label,
 and the test metrics (for this study only: the method's selection never sees
 them).  The last row is the round the method's own proxy keeps.
 
-    .venv/bin/python experiments/bad_teacher.py                     # random and interclass at 1.0, ~5 min
-    .venv/bin/python experiments/bad_teacher.py --cells poison:1.0 --epochs 3
+    .venv/bin/python research/experiments/bad_teacher.py                     # random and interclass at 1.0, ~5 min
+    .venv/bin/python research/experiments/bad_teacher.py --cells poison:1.0 --epochs 3
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The tables of docs/results.md and the README, from one benchmark results folder.
+"""The tables of research/notes/results.md and the README, from one benchmark results folder.
 
-    .venv/bin/python experiments/bench_tables.py results/default
+    .venv/bin/python research/experiments/bench_tables.py results/default
 """
 
 from __future__ import annotations

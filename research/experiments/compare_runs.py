@@ -3,7 +3,7 @@
 What moves when only the execution changes (threads per cell, another CPU): the same cells, seeds and
 code, run twice. The paired difference is B minus A per cell; |diff| max is the largest single-cell move.
 
-    .venv/bin/python experiments/compare_runs.py results/default-1x2 results/default-180
+    .venv/bin/python research/experiments/compare_runs.py results/default-1x2 results/default-180
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ config at discovery 0.1 (the cost unit), and end to end: REM with the known
 ids alone, with the known ids extended by detection, and with every corrupted
 id known.
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/discovery.py                     # everything, seed 0
-    .venv/bin/python experiments/discovery.py --corruptions poison --no-end-to-end    # one table
+    OMP_NUM_THREADS=1 .venv/bin/python research/experiments/discovery.py                     # everything, seed 0
+    .venv/bin/python research/experiments/discovery.py --corruptions poison --no-end-to-end    # one table
 """
 
 from __future__ import annotations

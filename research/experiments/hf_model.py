@@ -13,9 +13,9 @@ For each corruption of the embedded default (10k-image Fashion-MNIST subset,
    batch, REM with the benchmark's budget (one round), ``save_pretrained``;
 4. reloads the written folder with ``AutoModelForImageClassification`` and
    scores it with the package's evaluator (healed, utility, score, attack
-   success), the same task as ``experiments/any_model.py``.
+   success), the same task as ``research/experiments/any_model.py``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/hf_model.py [--corruptions poison] [--rates 0.1,1.0]
+    OMP_NUM_THREADS=1 .venv/bin/python research/experiments/hf_model.py [--corruptions poison] [--rates 0.1,1.0]
 
 Trained folders are kept under ``--work`` and reused by a second run.
 """

@@ -1,11 +1,11 @@
 """Our main table next to the paper's, from a results folder of the `faithful` preset.
 
-Prints the side-by-side table of docs/results.md (mean ± SEM over every cell and seed, as the paper
+Prints the side-by-side table of research/notes/results.md (mean ± SEM over every cell and seed, as the paper
 aggregates), the per-seed means, REM's lead over the strongest baselines (paired by cell), the score
 per cell (mean and spread over seeds) and per corruption, and the poison metrics in the official
 code's definitions.
 
-    .venv/bin/python experiments/main_table.py results/faithful
+    .venv/bin/python research/experiments/main_table.py research/records/faithful
 """
 
 from __future__ import annotations

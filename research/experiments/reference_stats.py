@@ -13,7 +13,7 @@ Variants, each REM on one cell (expand + discard for the plain model):
 * ``capacity``: the capacity-0.5 ResNet-9 as the benchmark runs it;
 * ``capacity-sane``: the same, with theta_o2's running statistics re-estimated on D_r
   after step 1 (theta_o1's kept), so the reference normalises the fresh units correctly;
-* ``plain``: ``resnet9-plain`` + ``expand`` (the equivalence check of docs/any-model.md);
+* ``plain``: ``resnet9-plain`` + ``expand`` (the equivalence check of research/notes/any-model.md);
 * ``plain-mimic``: the same, with the capacity model's theta_o2 running statistics
   copied into the widened BatchNorms (the reference then sees what the capacity model's does).
 
@@ -22,8 +22,8 @@ Variants, each REM on one cell (expand + discard for the plain model):
 and theta_o2 halves) and the masked-mode loss of the reference (eval mode) and of the model
 (train mode) on one D_tr batch, for both models, after step 1.
 
-    .venv/bin/python experiments/reference_stats.py --rates 0.1,1.0 --seeds 0,1,2
-    .venv/bin/python experiments/reference_stats.py --statistics
+    .venv/bin/python research/experiments/reference_stats.py --rates 0.1,1.0 --seeds 0,1,2
+    .venv/bin/python research/experiments/reference_stats.py --statistics
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from any_model import MODELS, task_for  # experiments/any_model.py: the same trained models and widening
+from any_model import MODELS, task_for  # research/experiments/any_model.py: the same trained models and widening
 from rem_unlearn import discard, expand, unlearn
 from rem_unlearn.config import apply_overrides
 from rem_unlearn.corruptions import discovered_ids

@@ -9,9 +9,9 @@ utility on the test set (a diagnostic only: REM's selection never sees it).
 Redirection happened when drop falls while masked stays high.  Ends with a Markdown table of the
 trained model vs REM (healed, utility, score, attack success, wall time).
 
-    .venv/bin/python experiments/rem_mechanism.py                       # poison, ResNet-9, rate 0.5
-    .venv/bin/python experiments/rem_mechanism.py --preset fashion-mnist-vit \\
-        --corruptions poison,interclass,random                          # the ViT (docs/vit.md)
+    .venv/bin/python research/experiments/rem_mechanism.py                       # poison, ResNet-9, rate 0.5
+    .venv/bin/python research/experiments/rem_mechanism.py --preset fashion-mnist-vit \\
+        --corruptions poison,interclass,random                          # the ViT (research/notes/vit.md)
 """
 
 from __future__ import annotations

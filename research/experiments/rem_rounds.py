@@ -8,8 +8,8 @@ recorded proxies -- stop after ``patience`` rounds without a better proxy, once 
 is at or below gamma -- and prints, per cell, the score of the round the proxy
 keeps with the rule and with every round, and how many rounds the rule runs.
 
-    .venv/bin/python experiments/rem_rounds.py --out rounds.jsonl        # 12 cells, about 40 min
-    .venv/bin/python experiments/rem_rounds.py --replay rounds.jsonl     # the table again, no training
+    .venv/bin/python research/experiments/rem_rounds.py --out rounds.jsonl        # 12 cells, about 40 min
+    .venv/bin/python research/experiments/rem_rounds.py --replay rounds.jsonl     # the table again, no training
 
 ``--seeds 0,1,2`` repeats every cell with that seed for discovery and unlearning (the
 trained model stays the same); ``--set`` takes experiment overrides (``runtime.device=cuda``),

@@ -15,7 +15,7 @@ model as the reference, as at the first flush step):
 * the gradient norm of one removal step (NPO, frozen BatchNorm, REM's removal loss) on
   both, and of one plain training step on a D_tr batch for scale.
 
-    .venv/bin/python experiments/removal_views.py [--corruptions interclass,poison] [--rate 0.1] [--seed 2]
+    .venv/bin/python research/experiments/removal_views.py [--corruptions interclass,poison] [--rate 0.1] [--seed 2]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import copy
 
 import torch
 
-from any_model import MODELS, task_for  # experiments/any_model.py: the same trained models
+from any_model import MODELS, task_for  # research/experiments/any_model.py: the same trained models
 from rem_unlearn.corruptions import discovered_ids
 from rem_unlearn.methods.base import per_sample_ce
 from rem_unlearn.methods.rem import REM, REMConfig

@@ -1,6 +1,6 @@
 """One suite task, several REM settings, the proxy's retain accuracy after every round: where utility goes.
 
-    OMP_NUM_THREADS=2 .venv/bin/python experiments/suite_probe.py hf-vit-adamw-poison 0.1 \\
+    OMP_NUM_THREADS=2 .venv/bin/python research/experiments/suite_probe.py hf-vit-adamw-poison 0.1 \\
         '{"adam": {"optim": {"optimizer": "adam", "lr": 1e-4}},
           "mlp-only": {"optim": {"optimizer": "adam", "lr": 1e-4},
                        "expand": {"expand_layers": ["hf.vit.layers.0.mlp.fc1", "hf.vit.layers.1.mlp.fc1"]}},
@@ -9,7 +9,7 @@
 Each setting is a dict of method config fields, plus "method" (default rem) and "expand" (arguments of
 ``unlearn_user_model``'s expansion).  It prints the test score of the returned model and, per round, the
 proxy's keeping (retain accuracy on known data, %) and removing (D_f accuracy, %).  Uses the trained models
-of experiments/task_suite.py (seed 0).
+of research/experiments/task_suite.py (seed 0).
 """
 
 from __future__ import annotations

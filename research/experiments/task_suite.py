@@ -1,6 +1,6 @@
 """The task suite: defaults are chosen on its dev tasks and confirmed once on its held-out tasks.
 
-Every task (experiments/task_suite.toml, where the dev / held-out split is fixed)
+Every task (research/experiments/task_suite.toml, where the dev / held-out split is fixed)
 is a model a user trained their own way -- a plain PyTorch loop, SGD + BatchNorm
 or AdamW, with or without augmentation -- on a corrupted Fashion-MNIST subset at
 some size, resolution and class count.  Each method setting heals it through the
@@ -9,9 +9,9 @@ capacity of its own, the method, ``discard``) at discovery 0.1 and 0.5, and is
 scored on the test split: healed, utility, score, attack success.  The test
 split is only read to report; no run chooses anything with it.
 
-    OMP_NUM_THREADS=2 .venv/bin/python experiments/task_suite.py --split dev \\
+    OMP_NUM_THREADS=2 .venv/bin/python research/experiments/task_suite.py --split dev \\
         --methods rem,rem-official,finetune,ga [--variant 'rem-dpo=rem:fit=dpo'] [--seeds 0]
-    .venv/bin/python experiments/task_suite.py --table [--variants rem,rem-official,...]
+    .venv/bin/python research/experiments/task_suite.py --table [--variants rem,rem-official,...]
 
 Runs append to ``--out`` (JSON lines); a run already there (same task, setting,
 rate, seed and code) is skipped, so an interrupted sweep resumes.  Trained models
@@ -45,7 +45,7 @@ from rem_unlearn.training import Batcher, NonFiniteLossError, Runtime
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "task_suite.toml"
-RECORDS = HERE / "results" / "task_suite.jsonl"
+RECORDS = HERE.parent / "records" / "task_suite.jsonl"
 WORK = Path("~/.cache/rem_unlearn/task_suite").expanduser()  # the trained models
 
 
@@ -244,7 +244,8 @@ def table(a) -> None:
     for r in rows:
         by[r["task"], r["rate"], r["variant"]].append(r)
     cells = sorted({(r["split"], r["task"], r["rate"]) for r in rows}, key=lambda c: (c[0] != "dev", c[1], c[2]))
-    print("| split | task | rate | " + " | ".join(wanted) + " |")
+    labels = dict(pair.split("=", 1) for pair in a.labels.split(",")) if a.labels else {}
+    print("| split | task | rate | " + " | ".join(labels.get(v, v) for v in wanted) + " |")
     print("|---|---|---:|" + "---:|" * len(wanted))
     means = defaultdict(lambda: defaultdict(list))  # split -> variant -> cell scores
     for split, task, rate in cells:
@@ -263,6 +264,7 @@ def table(a) -> None:
             asr = [r["metrics"]["attack_success"] for r in runs if r["metrics"].get("attack_success") is not None]
             text = f"{score:.1f} (−{drop:.1f}" if drop >= 0 else f"{score:.1f} (+{-drop:.1f}"
             text += f", asr {statistics.mean(asr):.0f})" if asr else ")"
+            text += f" ×{len(runs)}" if len(runs) > 1 else ""
             parts.append(text)
             means[split][v].append(score)
         print(f"| {split} | {task} | {rate:g} | " + " | ".join(parts) + " |")
@@ -272,7 +274,7 @@ def table(a) -> None:
             f"**{statistics.mean(per[v]):.1f}**" + ("" if len(per[v]) == n else f" ({len(per[v])})") if per.get(v)
             else "–" for v in wanted) + " |")
     print("\nEach entry: score (healed x utility / 100), its utility change against the trained model, and attack "
-          "success for the poison; mean over seeds. A run that diverged (NaN loss) counts as score 0.")
+          "success for the poison; mean over seeds (×n: n seeds). A run that diverged (NaN loss) counts as score 0.")
 
 
 def main() -> None:
@@ -291,6 +293,7 @@ def main() -> None:
     p.add_argument("--records", nargs="*", default=[str(RECORDS)])
     p.add_argument("--variants", help="table columns (default: every variant in the records)")
     p.add_argument("--code", help="table: only runs of these code versions")
+    p.add_argument("--labels", help="table: column headers for variants, e.g. 'rem-dpo-full=REM (final)'")
     a = p.parse_args()
     table(a) if a.table else sweep(a)
 

@@ -6,8 +6,8 @@ spent in each part and its share of the cell.  The parts are cumulative times
 of the functions named in PARTS; they do not overlap except that a model copy
 made by the selector is counted under "model copies" and not under selection.
 
-    .venv/bin/python benchmarks/cell_profile.py --preset faithful --cells rem:poison:0.1:capacity
-    .venv/bin/python benchmarks/cell_profile.py --cells bad-teacher:random:1.0:etd,scrub:random:1.0:etd
+    .venv/bin/python research/speed/cell_profile.py --preset faithful --cells rem:poison:0.1:capacity
+    .venv/bin/python research/speed/cell_profile.py --cells bad-teacher:random:1.0:etd,scrub:random:1.0:etd
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Prints the wall time of one full evaluation (healed, utility, ASR, forget/retain
 accuracy) each way, their ratio, and whether the metrics are identical.
 
-    .venv/bin/python benchmarks/eval_speed.py [--corruptions poison,random]
+    .venv/bin/python research/speed/eval_speed.py [--corruptions poison,random]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
     every round, / retraining the same model from scratch on D_r with the pre-training recipe; and the
     score of both, so that what the stopping rule saves can be read next to what it costs.
 
-    .venv/bin/python benchmarks/rem_cost.py [--corruption poison] [--rate 0.5] [--epochs 10] [--seed 0]
+    .venv/bin/python research/speed/rem_cost.py [--corruption poison] [--rate 0.5] [--epochs 10] [--seed 0]
                                             [--set KEY=VALUE]
 
 ``--seed`` is the discovery and unlearning seed (the trained model and the retrain's recipe stay the same).
@@ -44,7 +44,7 @@ def per_step(task, forget_ids: torch.Tensor, batch: int, steps: int, settings: d
     batcher = Batcher(train, rt)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     batches = [batcher.batch(order[i * batch:(i + 1) * batch]) for i in range(steps)]
-    cfg = method_config("rem", settings)
+    cfg = method_config("rem-lab", settings)
     cfg.optim.batch_size = batch
     known = batcher.batch(train.rows_of(forget_ids)[:cfg.removal_batch_size])
     rem = REM(cfg)
@@ -68,7 +68,7 @@ def per_step(task, forget_ids: torch.Tensor, batch: int, steps: int, settings: d
 
     def rem_step(x, y, ids) -> None:
         loss = rem.repair_loss(model, reference, x, y, ids, routed, rt)
-        if cfg.removal_every_step:
+        if cfg.mechanics.removal_every_step:
             loss = loss + rem.removal_step_loss(model, reference, known[0], known[1], rt)
         rem_trainer.step(loss)
 
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="timed steps (real shuffled D_tr batches)")
     p.add_argument("--seed", type=int, default=0, help="discovery and unlearning seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of REM's config, e.g. removal_every_step=true (repeatable)")
+                   help="a setting of REM's config (rem-lab), e.g. mechanics.removal_every_step=false (repeatable)")
     a = p.parse_args()
     cfg = load_config(ExperimentConfig, base=EMBEDDED_DEFAULT,
                       overrides=[f"corruption.kind={a.corruption}", "runtime.progress=false"])
@@ -94,8 +94,8 @@ def main() -> None:
     print(f"(a) REM repair step {1000 * rem_s:.1f} ms / plain step {1000 * plain_s:.1f} ms = {rem_s / plain_s:.2f}")
 
     runs = {}
-    for name, patience in (("with the stopping rule", method_config("rem", settings).patience), ("every round", None)):
-        result = unlearn(task.model, task.corrupted.train, forget, "rem", runtime=task.runtime,
+    for name, patience in (("with the stopping rule patience=1", 1), ("every round (the default)", None)):
+        result = unlearn(task.model, task.corrupted.train, forget, "rem-lab", runtime=task.runtime,
                          max_utility_drop=None, epochs=a.epochs,
                          **{**settings, "patience": patience})
         rounds = sum(1 for h in result.history if h.get("event") == "round")

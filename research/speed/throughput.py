@@ -1,6 +1,6 @@
 """Training images/second of the default model: fp32 vs bf16 autocast + channels_last.
 
-    .venv/bin/python benchmarks/throughput.py [--width 0.375] [--batch 128] [--steps 20]
+    .venv/bin/python research/speed/throughput.py [--width 0.375] [--batch 128] [--steps 20]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why `make bench` passes ``--workers 2``: the small convolutions of the default model use a second
 thread poorly, so two 1-thread processes train more images per second than one 2-thread process.
 
-    .venv/bin/python benchmarks/workers.py [--steps 60] [--repeats 3]
+    .venv/bin/python research/speed/workers.py [--steps 60] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .training import Batcher, Runtime, accuracy, predict
 
 METRIC_NAMES = ("healed", "healed_test", "utility", "score", "attack_success", "forget_accuracy",
                 "retain_accuracy", "test_accuracy", "healed_official", "attack_success_official")
-#: The official code's poison metrics, for like-for-like comparisons with its numbers (docs/results.md):
+#: The official code's poison metrics, for like-for-like comparisons with its numbers (research/notes/results.md):
 #: healed on as many *random* triggered training images (any class, so ~10 % are genuine target-class
 #: images that count as healed when predicted as the target), and attack success on every triggered test
 #: image, target class included.
@@ -29,7 +29,7 @@ def inference_model(model: nn.Module, runtime: Runtime) -> nn.Module:
 
     Its outputs equal the drop-mode outputs (tested to 1e-5), and a capacity-0.5
     ResNet-9 costs about a quarter of the FLOPs: evaluating a benchmark cell
-    this way is 1.9x faster on CPU, with identical metrics (benchmarks/eval_speed.py).  Models without
+    this way is 1.9x faster on CPU, with identical metrics (research/speed/eval_speed.py).  Models without
     gates are returned as they are.
     """
     if not gates(model):

@@ -53,7 +53,7 @@ class Runtime:
         dtype = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
         if dtype is torch.float16 and device.type == "cpu":
             dtype = torch.bfloat16
-        # channels_last pays off on CPU (about 2x with bf16, see benchmarks/throughput.py); on CUDA cuDNN picks.
+        # channels_last pays off on CPU (about 2x with bf16, see research/speed/throughput.py); on CUDA cuDNN picks.
         return cls(device, dtype, cfg.channels_last and device.type == "cpu", cfg.progress)
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -52,7 +52,7 @@ def pretrain_all(grid_or_cells: GridConfig | Iterable[Cell], quiet: bool = False
 
     ``workers > 1`` trains that many models at a time in spawned processes with
     ``threads`` torch threads each (on 2 cores, two 1-thread processes train 1.43x
-    more images per second than one 2-thread process, benchmarks/workers.py).
+    more images per second than one 2-thread process, research/speed/workers.py).
     Returns ``{task_key: traceback}`` of the models that could not be trained
     (their cells are recorded as failed without running).
     """

@@ -44,7 +44,7 @@ class UnlearnConfig:
     proxy_retain_samples: int = 2000  # D_r rows used for the selection proxy (0 = all)
     # Random views of each D_f image in the proxy's removing term, which then reads the higher of the
     # accuracy as stored and on those views (0: as stored only).  Views show a backdoor that comes back
-    # while the stored D_f rows, trained on directly, stay forgotten (docs/results.md, "Cost").
+    # while the stored D_f rows, trained on directly, stay forgotten (research/notes/results.md, "Cost").
     proxy_forget_views: int = 0
     select_best: bool = True
     seed: int = 0
@@ -229,7 +229,7 @@ def capped_dpo_fit(ce: torch.Tensor, ce_ref: torch.Tensor, beta: float) -> torch
     The uncapped weight rises towards 2 on samples the model already fits better than the reference
     and falls towards 0 on those it fits worse, so the fit feeds on its own drift.  Capped, a sample the
     model fits better is fitted as by plain cross-entropy; the fading weight that keeps forgotten samples
-    forgotten is unchanged (docs/vit.md, "The fit weight").
+    forgotten is unchanged (research/notes/vit.md, "The fit weight").
     """
     d = ce - ce_ref
     return torch.where(d > 0, dpo_fit(ce, ce_ref, beta), d - (2.0 / beta) * math.log(2.0))
