@@ -16,7 +16,8 @@ _LAZY = {
     "ImageDataset": "data", "load_dataset": "data",
     # a task of the benchmark's space on your own data, and a model trained on it
     "corrupt": "corruptions", "discovered_ids": "corruptions", "Evaluator": "metrics",
-    "train_model": "training", "Runtime": "training", "TrainConfig": "config", "SmallCNN": "models",
+    "train_model": "training", "Runtime": "training", "TrainConfig": "config", "OptimConfig": "config",
+    "SmallCNN": "models",
     # Hugging Face image classifiers (the optional extra rem-unlearn[hf])
     "from_pretrained": "models.hf", "save_pretrained": "models.hf",
     # researchers: a method is a config dataclass plus a loss (EpochMethod) or a run(ctx) (Method)
