@@ -109,7 +109,7 @@ def test_cli_unlearn_runs_the_recipes_unlearning_optimiser(tmp_path, monkeypatch
     """`rem-unlearn unlearn --preset X` unlearns with X's unlearning optimiser (it once reached only the
     benchmark): the CLI, the API and the grid read it from one place, and `--set` still wins."""
     from conftest import write_fashion_mnist
-    from rem_unlearn import api
+    from rem_unlearn import cli
     from rem_unlearn.cli import main
     from rem_unlearn.config import ExperimentConfig
     from rem_unlearn.experiment import method_overrides
@@ -128,7 +128,7 @@ def test_cli_unlearn_runs_the_recipes_unlearning_optimiser(tmp_path, monkeypatch
         seen.update(kw)
         raise Stop
 
-    monkeypatch.setattr(api, "unlearn", spy)
+    monkeypatch.setattr(cli, "unlearn", spy)
     root = write_fashion_mnist(tmp_path / "fm")
     ids = tmp_path / "ids.txt"
     ids.write_text("0\n1\n")

@@ -103,7 +103,7 @@ def no_unlearning(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("unlearning started although the output is unusable")
 
-    monkeypatch.setattr(rem_unlearn.api, "unlearn", boom)
+    monkeypatch.setattr(rem_unlearn.api, "unlearn_working", boom)  # where unlearn and unlearn_user_model start
 
 
 def test_unwritable_out_folder_is_refused_before_work(user_setup, capsys, no_unlearning):

@@ -121,14 +121,32 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
     (a fixed sample of D_r, stored labels) raises :class:`UtilityDropError`,
     which carries the result; ``None`` accepts any drop.
     """
+    cls, config = checked_method(method, overrides, max_utility_drop)
+    rows = forget_rows(train_set, forget_ids)
+    check_retained(rows, train_set)
+    working, train_set, runtime = working_copy(model, train_set, runtime)  # a clear error before any training
+    return unlearn_working(cls, config, working, lambda: copy.deepcopy(model), train_set, rows, runtime, pretrain,
+                           oracle_ids, on_epoch, method, max_utility_drop)
+
+
+def checked_method(method: str, overrides: dict, max_utility_drop: float | None) -> tuple[type, Any]:
+    """The method's class and config: a bad name, override or ``max_utility_drop`` fails before any work."""
     if max_utility_drop is not None and not max_utility_drop >= 0:
         raise ConfigError(f"max_utility_drop must be a number of points >= 0 or None, got {max_utility_drop!r}")
-    cls = get_method(method)
-    config = method_config(method, overrides)
-    rows = forget_rows(train_set, forget_ids)
+    return get_method(method), method_config(method, overrides)
+
+
+def check_retained(rows: torch.Tensor, train_set: ImageDataset) -> None:
     if len(rows) == len(train_set):
         raise ForgetIdError("the forget set covers the whole training set; nothing would be retained")
-    working, train_set, runtime = working_copy(model, train_set, runtime)  # a clear error before any training
+
+
+def unlearn_working(cls, config, working: nn.Module, fresh, train_set: ImageDataset, rows: torch.Tensor,
+                    runtime: Runtime, pretrain, oracle_ids, on_epoch, method: str,
+                    max_utility_drop: float | None) -> UnlearnResult:
+    """:func:`unlearn` once its checks are done: ``working`` is a private copy (modified in place) and ``rows``
+    are validated, so callers that made them already do not make them again.  ``fresh()`` returns an untouched
+    copy of the input model, needed only for the fp32 rerun."""
     try:
         return run_method(cls, config, working, train_set, rows, runtime, pretrain, oracle_ids, on_epoch,
                           method, max_utility_drop)
@@ -138,8 +156,8 @@ def unlearn(model: nn.Module, train_set: ImageDataset, forget_ids, method: str =
         # bf16 autocast overflows in some LayerNorm models (a transformers ConvNext, docs/defaults.md); the
         # same run in fp32 does not, so it reruns once from a fresh copy, and the history says so.
         fp32 = replace(runtime, autocast_dtype=None)
-        return run_method(cls, config, fp32.prepare(copy.deepcopy(model)), train_set, rows, fp32, pretrain,
-                          oracle_ids, on_epoch, method, max_utility_drop, note={"event": "fp32 rerun", "reason": str(err)})
+        return run_method(cls, config, fp32.prepare(fresh()), train_set, rows, fp32, pretrain, oracle_ids, on_epoch,
+                          method, max_utility_drop, note={"event": "fp32 rerun", "reason": str(err)})
 
 
 def run_method(cls, config, working: nn.Module, train_set: ImageDataset, rows: torch.Tensor, runtime: Runtime,
@@ -190,20 +208,40 @@ def unlearn_user_model(model: nn.Module, train_set: ImageDataset, forget_ids, me
     the capacity is in place, before the (long) unlearning run.  The utility
     guard is :func:`unlearn`'s; its error carries the :class:`UserModelResult`.
     """
-    rows = forget_rows(train_set, forget_ids)
+    return unlearn_user_rows(model, train_set, forget_rows(train_set, forget_ids), method, runtime=runtime,
+                             keep_capacity=keep_capacity, expand_layers=expand_layers, expand_width=expand_width,
+                             p_mem=p_mem, expand_seed=expand_seed, expand_how=expand_how, on_expand=on_expand,
+                             on_epoch=on_epoch, max_utility_drop=max_utility_drop, **overrides)
+
+
+def unlearn_user_rows(model: nn.Module, train_set: ImageDataset, rows: torch.Tensor, method: str = "rem", *,
+                      runtime: Runtime | RuntimeConfig | dict | None = None, keep_capacity: bool = False,
+                      expand_layers: list[str] | None = None, expand_width: float = 0.5, p_mem: float = P_MEM,
+                      expand_seed: int = 0, expand_how: str = "auto", on_expand=None, on_epoch=None,
+                      max_utility_drop: float | None = MAX_UTILITY_DROP, **overrides) -> UserModelResult:
+    """:func:`unlearn_user_model` on rows of ``train_set`` already validated by :func:`forget_rows`: one working
+    copy of ``model``, expanded and handed to the method as it is."""
     big, train_set, runtime = working_copy(model, train_set, runtime)
     batcher = Batcher(train_set, runtime)
-    report: dict[str, str] = {}
-    if not gates(big):
+    gated = bool(gates(big))
+
+    def with_capacity(working: nn.Module) -> nn.Module:
+        if gated:
+            return working
         x, _, _ = batcher.batch(torch.arange(min(2, len(train_set))), augment=False)
-        big = runtime.prepare(expand(big, layers=expand_layers, width=expand_width, p_mem=p_mem, seed=expand_seed,
-                                     example_input=x, how=expand_how))
-        report = big.expansion_report
-        if on_expand is not None:
-            on_expand(report)
+        return runtime.prepare(expand(working, layers=expand_layers, width=expand_width, p_mem=p_mem,
+                                      seed=expand_seed, example_input=x, how=expand_how))
+
+    big = with_capacity(big)
+    report: dict[str, str] = {} if gated else big.expansion_report
+    if not gated and on_expand is not None:
+        on_expand(report)
     before = known_data_accuracy(big, batcher, rows)
-    result = unlearn(big, train_set, forget_ids, method, runtime=runtime, on_epoch=on_epoch, max_utility_drop=None,
-                     **overrides)
+    cls, config = checked_method(method, overrides, None)
+    check_retained(rows, train_set)
+    # The run changes ``big``; an fp32 rerun starts again from the caller's model (expand is deterministic).
+    result = unlearn_working(cls, config, big, lambda: with_capacity(working_copy(model, train_set, runtime)[0]),
+                             train_set, rows, runtime, None, None, on_epoch, method, None)
     final = result.model if keep_capacity else discard(result.model)
     after = known_data_accuracy(runtime.prepare(final), batcher, rows)
     repaired = UserModelResult(final, result, before, after, report)

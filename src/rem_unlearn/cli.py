@@ -19,19 +19,30 @@ import shlex
 import sys
 from pathlib import Path
 
-from .bench.cli import add_bench_parser
-from .config import (CORRUPTION_KINDS, DATASET_NAMES, ConfigError, ExperimentConfig, apply_overrides,
-                     load_config, to_dict)
+from .api import unlearn
+from .bench.cli import add_bench_parser, run_bench
+from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, to_dict
+from .discovery import discover, make_scorer, scorer_names
 from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
-from .files import PathError, check_input, check_output, check_writable_folder
-from .ids import read_ids
-from .tracking import add_tracking_args
+from .experiment import corrupted_data, method_overrides, prepare
+from .files import PathError, atomic_write_json, check_input, check_output
+from .methods import get_method, method_names
+from .methods.registry import method_config
+from .methods.rem import REMConfig, mechanics_of
+from .metrics import format_table
+from .models.expand import expansion_summary
+from .presets import EXPERIMENTS
+from .report import build_report, load_records
+from .report.examples import plot_corrupted_examples
+from .tracking import add_tracking_args, tracked
+from .training import Batcher
+from .workflow import (UserModel, check_discovery_outputs, check_model_output, experiment_config, experiment_of,
+                       input_files, load_task, report_folders, tracking_dir, write_discovery, write_task_model)
 
 log = logging.getLogger("rem_unlearn")
 
 OVERRIDE_HELP = ("config overrides as dotted key=value, e.g. corruption.kind=poison train.epochs=5 "
                  f"(datasets: {', '.join(DATASET_NAMES)}; corruptions: {', '.join(CORRUPTION_KINDS)})")
-MODEL_SUFFIXES = (".safetensors",)  # the format `unlearn` writes
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 FORCE_HELP = "replace an existing output file (an input is never replaced)"
 
@@ -43,19 +54,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USER, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def experiment_config(args) -> ExperimentConfig:
-    from .presets import experiment_preset
-
-    base = experiment_preset(args.preset)
-    overrides = list(args.overrides)
-    if getattr(args, "device", None):
-        overrides.append(f"runtime.device={args.device}")
-    return load_config(ExperimentConfig, args.config, overrides, base=base)
-
-
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
-    from .presets import EXPERIMENTS
-
     p.add_argument("--config", help="TOML/YAML experiment config file")
     p.add_argument("--preset", default="fashion-mnist", choices=sorted(EXPERIMENTS),
                    help="experiment preset the config and overrides apply to (default: %(default)s)")
@@ -70,7 +69,8 @@ def add_user_model_args(p: argparse.ArgumentParser):
     g.add_argument("--model", metavar="MODULE:FACTORY",
                    help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
                         "--checkpoint then holds its state_dict (.safetensors, or .pt/.pth via weights_only)")
-    g.add_argument("--model-kwargs", metavar="JSON", help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
+    g.add_argument("--model-kwargs", metavar="JSON",
+                   help='keyword arguments for the factory, e.g. \'{"num_classes": 10}\'')
     g.add_argument("--hf-model", metavar="DIR",
                    help="a Hugging Face image classifier saved with save_pretrained (needs rem-unlearn[hf]); its "
                         "image processor's normalisation is used (with unlearn, --out is then a save_pretrained "
@@ -85,56 +85,46 @@ def add_user_model_args(p: argparse.ArgumentParser):
     return g
 
 
-def experiment_of(args) -> tuple[ExperimentConfig, dict | None]:
-    """The experiment of ``--checkpoint``'s sidecar (and the sidecar), else of ``--preset``/``--config``/``--set``."""
-    from .experiment import checkpoint_experiment
-
-    if args.checkpoint:
-        check_input(args.checkpoint, "--checkpoint")
-        return checkpoint_experiment(args.checkpoint)
-    return experiment_config(args), None
-
-
-def model_of(args, task, meta: dict | None):
-    """The ``--checkpoint`` model when one was given, else the task's trained model."""
-    from .experiment import checkpoint_model
-
-    return task.model if meta is None else checkpoint_model(args.checkpoint, meta, task)
+def experiment(args) -> dict:
+    """``--preset``, ``--config``, the overrides and ``--device``: :func:`experiment_config`'s arguments."""
+    return {"preset": args.preset, "config": args.config, "overrides": args.overrides, "device": args.device}
 
 
 def model_inputs(args) -> list[Path]:
     """Every file the command reads: an output may never be one of them."""
-    from .checkpoint import sidecar_path
-
-    files = [getattr(args, name, None) for name in ("checkpoint", "train_data", "forget_ids", "config", "hf_model")]
-    if getattr(args, "checkpoint", None):
-        files.append(sidecar_path(Path(args.checkpoint)))
-    module = (getattr(args, "model", None) or "").rpartition(":")[0]
-    if module.endswith(".py"):
-        files.append(module)
-    return [Path(f) for f in files if f]
+    a = vars(args)
+    return input_files(checkpoint=a.get("checkpoint"), train_data=a.get("train_data"), forget_ids=a.get("forget_ids"),
+                       config=a.get("config"), hf_folder=a.get("hf_model"), factory=a.get("model"))
 
 
-def check_model_output(out: str | Path, inputs: list[Path], force: bool, cache_dir: str | None = None) -> Path:
-    """``--out`` and its JSON sidecar: a ``.safetensors`` path that is no input, no folder and not taken."""
-    from .checkpoint import sidecar_path
-    from .experiment import models_dir
-
-    out = check_output(out, "--out", suffixes=MODEL_SUFFIXES, inputs=inputs, force=force)
-    check_output(sidecar_path(out), f"--out {out}: its sidecar", inputs=inputs, force=force)
-    if cache_dir:
-        models = os.path.realpath(models_dir(cache_dir))
-        if os.path.realpath(out).startswith(models + os.sep):
-            raise PathError(f"--out {out} is inside the model cache {models}; choose a path outside it")
-    return out
+def _floats(text: str | None, what: str):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
-def save_model_output(model, out: Path, meta: dict, inputs: list[Path], force: bool) -> None:
-    """Write the unlearned model, checking ``--out`` once more: the run took a while."""
-    from .checkpoint import save_checkpoint
+def _model_kwargs(text: str | None) -> dict | None:
+    try:
+        kwargs = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return kwargs if text else None
 
-    check_model_output(out, inputs, force)
-    save_checkpoint(model, out, meta)
+
+def user_model(args) -> UserModel | None:
+    """``--model``/``--hf-model``/``--train-data`` as a :class:`UserModel`, checked; None without them."""
+    if not (args.model or args.train_data or args.hf_model):
+        return None
+    source = UserModel(args.train_data, args.model, args.checkpoint, _model_kwargs(args.model_kwargs),
+                       args.hf_model, _floats(args.mean, "--mean"), _floats(args.std, "--std"), args.flip,
+                       args.device or "auto")
+    source.validate(keep_capacity=getattr(args, "keep_capacity", False))
+    return source
 
 
 def not_improved(method: str) -> int:
@@ -165,31 +155,18 @@ def max_drop(text: str) -> float | None:
 
 
 def cmd_train(args) -> int:
-    from .experiment import prepare
-    from .metrics import format_table
-
-    cfg = experiment_config(args)
-    task = prepare(cfg)
+    task = prepare(experiment_config(**experiment(args)))
     print(f"checkpoint: {task.checkpoint}  (trained in {task.train_seconds:.1f}s)")
     print(format_table({"trained": task.evaluate(task.model)}))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .api import forget_rows
-    from .experiment import prepare
-    from .files import atomic_write_json
-    from .metrics import format_table
-
     inputs = model_inputs(args)
-    cfg, meta = experiment_of(args)
+    cfg, meta = experiment_of(args.checkpoint, **experiment(args))
     if args.json:
         check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
-    forget = read_ids(args.forget_ids) if args.forget_ids else None
-    task = prepare(cfg)
-    model = model_of(args, task, meta)
-    if forget is not None:
-        forget_rows(task.corrupted.train, forget)
+    task, model, forget, _ = load_task(cfg, meta, args.checkpoint, args.forget_ids)
     metrics = task.evaluate(model, forget)
     print(format_table({"model": metrics}))
     if args.json:
@@ -200,10 +177,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .experiment import corrupted_data
-    from .report.examples import plot_corrupted_examples
-
-    cfg = experiment_config(args)
+    cfg = experiment_config(**experiment(args))
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
     out = check_output(args.out, "--out", suffixes=FIGURE_SUFFIXES, inputs=model_inputs(args), force=args.force)
@@ -222,29 +196,21 @@ def cmd_data(args) -> int:
 
 
 def cmd_unlearn(args) -> int:
-    from .api import forget_rows, unlearn
-    from .experiment import method_overrides, prepare
-    from .methods.registry import method_config
-    from .metrics import format_table
-    from .models import discard
-    from .tracking import tracked
-
     overrides = apply_overrides({}, args.set or [])
-    if getattr(method_config(args.method, overrides), "ideal", False):
+    method_cfg = method_config(args.method, overrides)
+    if isinstance(method_cfg, REMConfig) and mechanics_of(method_cfg).ideal:
         raise ConfigError(f"--method {args.method} is the benchmark's oracle ablation (it needs every corrupted "
                           "id); run it with `rem-unlearn bench`")
     inputs = model_inputs(args)
-    if args.model or args.train_data or args.hf_model:
-        return _unlearn_user_model(args, inputs, overrides)
-    cfg, meta = experiment_of(args)
+    source = user_model(args)
+    if source is not None:
+        return unlearn_user_model(args, source, inputs, overrides, to_dict(method_cfg))
+    cfg, meta = experiment_of(args.checkpoint, **experiment(args))
     out = check_model_output(args.out, inputs, args.force, cfg.runtime.cache_dir)
-    log_dir = _log_dir(args)
-    forget = read_ids(args.forget_ids)
-    task = prepare(cfg)
-    model = model_of(args, task, meta)
-    rows = forget_rows(task.corrupted.train, forget)  # validate before any work, nothing is written on error
+    log_dir = tracking_dir(args.log, args.log_dir)
+    task, model, forget, rows = load_task(cfg, meta, args.checkpoint, args.forget_ids)
     params = {"command": "unlearn", "config": to_dict(task.cfg), "method": args.method,
-              "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows)}
+              "method_config": to_dict(method_cfg), "n_forget": len(rows)}
     with tracked(args.log, log_dir, f"unlearn_{args.method}_{cfg.corruption.kind}", params,
                  task.evaluate.train_batcher, rows) as observer:
         result = unlearn(model, task.corrupted.train, forget, args.method, runtime=task.runtime,
@@ -256,216 +222,70 @@ def cmd_unlearn(args) -> int:
     print(format_table({"trained": task.evaluate(task.model, forget), args.method: metrics}))
     if result.improved is False:
         return not_improved(args.method)
-    final = result.model
-    if not args.keep_capacity:
-        try:
-            final = discard(result.model)
-        except TypeError:
-            pass
-    save_model_output(final, out, {"config": to_dict(task.cfg), "method": args.method,
-                                   "method_config": result.config, "forget_ids": forget.tolist(), "metrics": metrics,
-                                   "wall_time_s": result.wall_time_s,
-                                   "source_checkpoint": str(args.checkpoint or task.checkpoint)}, inputs, args.force)
+    write_task_model(result, task, forget, metrics, out, args.checkpoint or task.checkpoint, inputs, args.force,
+                     args.keep_capacity)
     print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s)")
     return 0
 
 
-def _floats(text: str | None, what: str):
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
-
-
-def _model_kwargs(text: str | None) -> dict:
-    try:
-        kwargs = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--model-kwargs is not valid JSON ({exc})") from None
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"--model-kwargs must be a JSON object of keyword arguments, got {text!r}")
-    return kwargs
-
-
-def _check_user_model_args(args) -> None:
-    """``--model`` needs its checkpoint; ``--hf-model`` brings its own weights; both need ``--train-data``."""
-    if args.hf_model:
-        clash = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
-                                      ("--model-kwargs", args.model_kwargs),
-                                      ("--keep-capacity", getattr(args, "keep_capacity", False))) if v]
-        if clash:
-            raise ConfigError(f"--hf-model reads the model and its weights from its folder and writes a "
-                              f"save_pretrained folder; drop {', '.join(clash)}")
-        if not args.train_data:
-            raise ConfigError("--hf-model needs --train-data (the training set as .npz or an image folder)")
-        check_input(args.hf_model, "--hf-model", folder_ok=True)
+def unlearn_user_model(args, source: UserModel, inputs: list[Path], overrides: dict, method_cfg: dict) -> int:
+    """``--model module:factory --checkpoint w`` or ``--hf-model DIR``, with ``--train-data d``: any method on a
+    user's classifier, expanded first (unless it has partition gates) and written back in its own form."""
+    out = source.check_output(args.out, inputs, args.force)
+    log_dir = tracking_dir(args.log, args.log_dir)
+    loaded = source.load(args.forget_ids)
+    prefix = "hf." if source.hf else ""
+    layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
+    params = {"command": "unlearn", "model": str(source.hf_folder or source.factory),
+              "train_data": str(args.train_data), "method": args.method, "method_config": method_cfg,
+              "n_forget": len(loaded.forget_rows), "expand": {"how": args.expand_how, "width": args.expand_width,
+                                                              "p_mem": args.p_mem, "seed": args.seed}}
+    with tracked(args.log, log_dir, f"unlearn_{args.method}_{source.label}", params,
+                 Batcher(loaded.train, loaded.runtime), loaded.forget_rows) as observer:
+        repaired = loaded.unlearn(args.method, keep_capacity=args.keep_capacity, expand_layers=layers,
+                                  expand_width=args.expand_width, p_mem=args.p_mem, expand_seed=args.seed,
+                                  expand_how=args.expand_how, on_expand=lambda report: print_expansion(report, prefix),
+                                  on_epoch=observer, max_utility_drop=args.max_utility_drop, **overrides)
+        result = repaired.result
+        if observer is not None:
+            observer.finish(result.history, {f"after/{k}": v for k, v in repaired.after.items()})
+    print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
+    for name, row in (("trained", repaired.before), (args.method, repaired.after)):
+        print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")
+    if result.improved is False:
+        return not_improved(args.method)
+    source.write(loaded, repaired, out, inputs, args.force)
+    if source.hf:
+        print(f"unlearned model written to {out} (a save_pretrained folder; {result.wall_time_s:.1f}s)")
     else:
-        missing = [flag for flag, v in (("--model", args.model), ("--checkpoint", args.checkpoint),
-                                        ("--train-data", args.train_data)) if not v]
-        if missing:
-            raise ConfigError(f"a user model needs --model, --checkpoint and --train-data; missing {', '.join(missing)}")
-        check_input(args.checkpoint, "--checkpoint")
-    check_input(args.train_data, "--train-data", folder_ok=True)
+        print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
+              f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
+    return 0
 
 
-def _log_dir(args, base: str | Path = ".") -> Path | None:
-    """``--log-dir`` (default under ``base``), checked with the tracker's package before any work."""
-    from .tracking import check_tracker, default_log_dir
-
-    if not getattr(args, "log", None):
-        return None
-    log_dir = Path(args.log_dir) if args.log_dir else default_log_dir(args.log, base)
-    check_tracker(args.log, log_dir)
-    return log_dir
-
-
-def _print_expansion(report: dict[str, str], prefix: str = "") -> None:
+def print_expansion(report: dict[str, str], prefix: str = "") -> None:
     """What ``expand`` did, in one line: counts per kind and the layers it skipped."""
-    from .models.expand import expansion_summary
-
     names = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in report.items()}
     print(f"expand: {expansion_summary(names)}", flush=True)
 
 
-def _load_user_model(args):
-    """``(runtime, train, model, forget, kwargs)`` of a user's ``--model`` or ``--hf-model``; the forget ids are
-    validated against the training set before the model is built."""
-    from dataclasses import replace
-
-    import torch
-
-    from .api import forget_rows, match_classes
-    from .checkpoint import load_weights
-    from .config import RuntimeConfig
-    from .data.user import load_training_set, per_channel
-    from .models.factory import build_user_model
-    from .training import Batcher, Runtime
-
-    hf = bool(args.hf_model)
-    forget = read_ids(args.forget_ids)
-    kwargs = {} if hf else _model_kwargs(args.model_kwargs)
-    # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
-    runtime = Runtime.from_config(RuntimeConfig(device=args.device or "auto", channels_last=False))
-    train = load_training_set(args.train_data, flip=args.flip)
-    if hf:
-        from .models.hf import from_pretrained
-
-        model = from_pretrained(args.hf_model)
-        model.check_images(train.channels, train.image_size)
-        pre = model.preprocessing
-        if pre.mean is not None:  # the image processor's normalisation, unless --mean/--std say otherwise
-            train = replace(train, mean=per_channel(pre.mean, train.channels, "image_mean", pre.source),
-                            std=per_channel(pre.std, train.channels, "image_std", pre.source))
-    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
-    if mean or std:
-        if not (mean and std):
-            raise ConfigError("give both --mean and --std, or neither")
-        train = replace(train, mean=per_channel(mean, train.channels, "mean", "--mean"),
-                        std=per_channel(std, train.channels, "std", "--std"))
-    forget_rows(train, forget)  # validated before any work; nothing is written on error
-    if not hf:
-        model = load_weights(build_user_model(args.model, kwargs), args.checkpoint)
-    model = runtime.prepare(model)
-    x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
-    if hf:
-        model.check_images(train.channels, train.image_size, x)
-    return runtime, match_classes(model, x, train), model, forget, kwargs
-
-
-def _unlearn_user_model(args, inputs: list[Path], overrides: dict) -> int:
-    """``--model module:factory --checkpoint w`` or ``--hf-model DIR``, with ``--train-data d``: REM (or any
-    method) on a user's classifier.
-
-    A model without partition gates is expanded first and the capacity is
-    discarded at the end, so the written model has the user's own keys and
-    shapes: a state_dict their code loads, or a ``save_pretrained`` folder
-    that ``transformers`` loads.  The number of classes is the model's number
-    of outputs.
-    """
-    from .api import forget_rows, unlearn_user_model
-    from .checkpoint import versions
-    from .files import check_output_folder
-    from .methods.registry import method_config
-    from .tracking import tracked
-    from .training import Batcher
-
-    _check_user_model_args(args)
-    hf = bool(args.hf_model)
-    if hf:
-        from .models.hf import RECORD_FILE, save_pretrained, transformers_module
-
-        transformers_module()  # the optional extra, before any work
-        out = check_output_folder(args.out, "--out", inputs=inputs, force=args.force, marker=RECORD_FILE)
-    else:
-        out = check_model_output(args.out, inputs, args.force)
-    log_dir = _log_dir(args)
-    runtime, train, model, forget, kwargs = _load_user_model(args)
-    rows = forget_rows(train, forget)
-    prefix = "hf." if hf else ""
-    layers = [prefix + n.strip() for n in args.expand_layers.split(",")] if args.expand_layers else None
-    source = str(args.hf_model or args.model)
-    params = {"command": "unlearn", "model": source, "train_data": str(args.train_data), "method": args.method,
-              "method_config": to_dict(method_config(args.method, overrides)), "n_forget": len(rows),
-              "expand": {"how": args.expand_how, "width": args.expand_width, "p_mem": args.p_mem,
-                         "seed": args.seed}}
-    with tracked(args.log, log_dir, f"unlearn_{args.method}_{Path(source.rpartition(':')[0] or source).name}",
-                 params, Batcher(train, runtime), rows) as observer:
-        repaired = unlearn_user_model(model, train, forget, args.method, runtime=runtime,
-                                      keep_capacity=args.keep_capacity, expand_layers=layers,
-                                      expand_width=args.expand_width, p_mem=args.p_mem, expand_seed=args.seed,
-                                      expand_how=args.expand_how,
-                                      on_expand=lambda report: _print_expansion(report, prefix),
-                                      on_epoch=observer, max_utility_drop=args.max_utility_drop, **overrides)
-        result, before, after = repaired.result, repaired.before, repaired.after
-        if observer is not None:
-            observer.finish(result.history, {f"after/{k}": v for k, v in after.items()})
-    print(f"{'':<10}{'forget_accuracy':>17}{'retain_accuracy':>17}")
-    for name, row in (("trained", before), (args.method, after)):
-        print(f"{name:<10}{row['forget_accuracy']:>17.2f}{row['retain_accuracy']:>17.2f}")
-    if result.improved is False:
-        return not_improved(args.method)
-    meta = {"train_data": str(args.train_data), "method": args.method, "method_config": result.config,
-            "forget_ids": forget.tolist(), "num_classes": train.num_classes, "before": before, "after": after,
-            "wall_time_s": result.wall_time_s, "expansion_report": repaired.expansion_report}
-    if hf:
-        save_pretrained(result.model, out, {**meta, "mean": train.mean, "std": train.std, "versions": versions()},
-                        force=args.force, inputs=inputs)
-        print(f"unlearned model written to {out} (a save_pretrained folder; {result.wall_time_s:.1f}s)")
-        return 0
-    save_model_output(repaired.model.cpu(), out, {"model": args.model, "model_kwargs": kwargs, **meta,
-                                                  "source_checkpoint": str(args.checkpoint)}, inputs, args.force)
-    print(f"unlearned model written to {out} ({result.wall_time_s:.1f}s; "
-          f"{'with' if args.keep_capacity else 'without'} the redirection capacity)")
-    return 0
-
-
 def cmd_discover(args) -> int:
     """Rank every training id by how likely it shares the known ids' corruption; write the chosen ids."""
-    from .api import forget_rows
-    from .discovery import discover, make_scorer
-    from .experiment import prepare
-
     overrides = apply_overrides({}, args.set or [])
     make_scorer(args.scorer, overrides)  # a bad key or a missing extra: before any work
     inputs = model_inputs(args)
-    if args.model or args.hf_model or args.train_data:
-        _check_user_model_args(args)
-    elif args.checkpoint:
+    source = user_model(args)
+    if source is None and args.checkpoint:
         check_input(args.checkpoint, "--checkpoint")
-    outputs = _discover_outputs(args, inputs)
-    truth = None
-    if args.model or args.hf_model or args.train_data:
-        runtime, train, model, known, _ = _load_user_model(args)
-        pretrain = None
+    out, ranking = check_discovery_outputs(args.out, args.ranking, inputs, args.force)
+    truth = pretrain = None
+    if source is not None:
+        loaded = source.load(args.forget_ids)
+        runtime, train, model, known = loaded.runtime, loaded.train, loaded.model, loaded.forget_ids
     else:
-        cfg, meta = experiment_of(args)
-        known = read_ids(args.forget_ids)
-        task = prepare(cfg)
-        model = model_of(args, task, meta)
+        task, model, known, _ = load_task(*experiment_of(args.checkpoint, **experiment(args)), args.checkpoint,
+                                          args.forget_ids)
         train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
-        forget_rows(train, known)  # validate before any work, nothing is written on error
         truth = task.corrupted.corrupted_ids
     result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,
                       **overrides)
@@ -476,47 +296,19 @@ def cmd_discover(args) -> int:
     if truth is not None:
         p, r = result.precision_recall(truth)
         print(f"against the preset's ground truth (never used for scoring): precision {p:.1f} %, recall {r:.1f} %")
-    _discover_outputs(args, inputs)  # once more: the run took a while
-    result.write_ids(outputs[0])
-    if outputs[1]:
-        result.write_ranking(outputs[1])
-    print(f"chosen ids written to {outputs[0]}" + (f", ranking to {outputs[1]}" if outputs[1] else ""))
+    write_discovery(result, out, ranking, inputs, args.force)
+    print(f"chosen ids written to {out}" + (f", ranking to {ranking}" if ranking else ""))
     return 0
 
 
-def _discover_outputs(args, inputs: list[Path]) -> tuple[Path, Path | None]:
-    """``--out`` (.txt) and ``--ranking`` (.csv): checked before any work."""
-    out = check_output(args.out, "--out", suffixes=(".txt",), inputs=inputs, force=args.force)
-    ranking = None
-    if args.ranking:
-        ranking = check_output(args.ranking, "--ranking", suffixes=(".csv",), inputs=inputs, force=args.force)
-    return out, ranking
-
-
 def cmd_methods(args) -> int:
-    from .methods import get_method, method_names
-
     for name in method_names():
         print(f"{name:<14} {get_method(name).summary}")
     return 0
 
 
-def cmd_bench(args) -> int:
-    from .bench.cli import run_bench
-
-    return run_bench(args)
-
-
 def cmd_report(args) -> int:
-    from .report import build_report, load_records
-
-    results = check_input(args.results_dir, "results folder", folder_ok=True)
-    if not results.is_dir():
-        raise PathError(f"results folder {results}: not a folder")
-    out = Path(args.out or results)
-    if out.exists() and not out.is_dir():
-        raise PathError(f"--out {out}: not a folder")
-    check_writable_folder(out, f"--out {out}")
+    results, out = report_folders(args.results_dir, args.out)
     records = load_records(results)
     if not records:
         raise PathError(f"no records under {results / 'records'}; run `rem-unlearn bench --results {results}` first")
@@ -526,9 +318,6 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .discovery import scorer_names
-    from .methods import method_names
-
     common = argparse.ArgumentParser(add_help=False)  # accepted after the sub-command too
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -537,31 +326,28 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kwargs)
+    def command(name: str, func, experiment: bool = True, **kwargs) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], **kwargs)
+        p.set_defaults(func=func)
+        if experiment:
+            add_experiment_args(p)
+        return p
 
-    p = command("train", help="train (or load from the cache) the corrupted model")
-    add_experiment_args(p)
-    p.set_defaults(func=cmd_train)
+    command("train", cmd_train, help="train (or load from the cache) the corrupted model")
 
-    p = command("evaluate", help="healed / utility / score / ASR of a model")
-    add_experiment_args(p)
+    p = command("evaluate", cmd_evaluate, help="healed / utility / score / ASR of a model")
     p.add_argument("--checkpoint", help="a .safetensors checkpoint with its JSON sidecar")
     p.add_argument("--forget-ids", help="ids file for forget/retain accuracy")
     p.add_argument("--json", help="write metrics here (a .json file)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = command("data", help="summarise a dataset and its corruption, draw corrupted examples")
-    add_experiment_args(p)
+    p = command("data", cmd_data, help="summarise a dataset and its corruption, draw corrupted examples")
     p.add_argument("--out", default="corrupted_examples.png",
                    help=f"the picture ({', '.join(FIGURE_SUFFIXES)}; default: %(default)s)")
     p.add_argument("--n", type=int, default=24, help="number of examples in the grid")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    p.set_defaults(func=cmd_data)
 
-    p = command("unlearn", help="unlearn known corrupted samples from a trained model")
-    add_experiment_args(p)
+    p = command("unlearn", cmd_unlearn, help="unlearn known corrupted samples from a trained model")
     p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
     p.add_argument("--forget-ids", required=True, help=".txt/.csv/.npy file of sample ids")
     p.add_argument("--method", default="rem", choices=method_names(), help="unlearning method")
@@ -581,16 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--expand-how", choices=("auto", "widen", "branch"), default="auto",
                    help="widen: add real units to the traced model's channel groups; branch: a masked branch "
                         "beside each layer; auto (default): widen where the model traces, else branches")
-    g.add_argument("--expand-width", type=float, default=0.5, help="added units per channel group (or "
-                                                                   "layer), as a fraction of its units "
-                                                                   "(default: %(default)s)")
+    g.add_argument("--expand-width", type=float, default=0.5,
+                   help="added units per channel group (or layer), as a fraction of its units (default: %(default)s)")
     g.add_argument("--p-mem", type=float, default=0.2, help="keep-probability of an added unit (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="mask and branch-init seed (default: %(default)s)")
     add_tracking_args(p, "runs/ (tensorboard) or mlflow.db (mlflow) in the current folder")
-    p.set_defaults(func=cmd_unlearn)
 
-    p = command("discover", help="from a few known corrupted ids to a ranked list and a forget set")
-    add_experiment_args(p)
+    p = command("discover", cmd_discover, help="from a few known corrupted ids to a ranked list and a forget set")
     p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
     p.add_argument("--forget-ids", required=True, help="the known corrupted ids: a .txt/.csv/.npy file")
     p.add_argument("--scorer", default="auto", choices=scorer_names(),
@@ -602,17 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranking", help="every id with its score and rank (.csv)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_user_model_args(p)
-    p.set_defaults(func=cmd_discover)
 
-    p = command("methods", help="list registered methods")
-    p.set_defaults(func=cmd_methods)
+    command("methods", cmd_methods, experiment=False, help="list registered methods")
 
-    p = command("report", help="tables, heatmaps and index.html from a results folder")
+    p = command("report", cmd_report, experiment=False, help="tables, heatmaps and index.html from a results folder")
     p.add_argument("results_dir")
     p.add_argument("--out", help="output folder (default: the results folder)")
-    p.set_defaults(func=cmd_report)
 
-    add_bench_parser(sub, cmd_bench, parents=[common])
+    add_bench_parser(sub, run_bench, parents=[common])
     return parser
 
 
