@@ -38,6 +38,6 @@ def test_readme_example_runs_and_repairs_the_backdoor(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "REM_UNLEARN_QUIET": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
-    found = dict(re.findall(r"^(trained|repaired)\s+attack success\s+([\d.]+) %", out.stdout, re.M))
+    found = dict(re.findall(r"^(trained|repaired) .*'attack_success': ([\d.]+)", out.stdout, re.M))
     assert set(found) == {"trained", "repaired"}, out.stdout
-    assert float(found["trained"]) > 80 and float(found["repaired"]) < 20, out.stdout
+    assert float(found["trained"]) > 50 and float(found["repaired"]) < 15, out.stdout  # the backdoor is gone

@@ -240,8 +240,11 @@ def table(a) -> None:
     if a.code:
         rows = [r for r in rows if r["code"] in a.code.split(",")]
     wanted = a.variants.split(",") if a.variants else sorted({r["variant"] for r in rows})
-    by = defaultdict(list)  # (task, rate, variant) -> runs over seeds
+    latest = {}  # a rerun of a run (same task, rate, variant and seed; newer code) replaces it
     for r in rows:
+        latest[r["task"], r["rate"], r["variant"], r["seed"]] = r
+    by = defaultdict(list)  # (task, rate, variant) -> runs over seeds
+    for r in latest.values():
         by[r["task"], r["rate"], r["variant"]].append(r)
     cells = sorted({(r["split"], r["task"], r["rate"]) for r in rows}, key=lambda c: (c[0] != "dev", c[1], c[2]))
     labels = dict(pair.split("=", 1) for pair in a.labels.split(",")) if a.labels else {}
