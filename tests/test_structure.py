@@ -86,3 +86,15 @@ def test_no_import_cycle_between_modules() -> None:
     for name, targets in graph.items():
         graph[name] = {t for t in targets if not name.startswith(t + ".")}
     assert cycles(graph) == []
+
+
+def test_the_library_never_imports_the_lab():
+    """research/ holds the team's experiments: nothing in the package imports them."""
+    lab = {p.stem for p in (PACKAGE.parents[1] / "research").rglob("*.py")}
+    assert lab, "research/ has no scripts: is this test looking in the right place?"
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not [n for n in names if n.split(".")[0] in lab | {"research"}], (path, names)
