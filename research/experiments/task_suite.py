@@ -251,7 +251,9 @@ def table(a) -> None:
     print("| split | task | rate | " + " | ".join(labels.get(v, v) for v in wanted) + " |")
     print("|---|---|---:|" + "---:|" * len(wanted))
     means = defaultdict(lambda: defaultdict(list))  # split -> variant -> cell scores
+    common = a.mean_over.split(",") if a.mean_over else []  # the means only over cells where these all ran
     for split, task, rate in cells:
+        counted = all(by.get((task, rate, v)) for v in common)
         parts = []
         for v in wanted:
             runs = by.get((task, rate, v))
@@ -260,7 +262,8 @@ def table(a) -> None:
                 continue
             if any(r.get("status") == "diverged" for r in runs):
                 parts.append("diverged (0)")
-                means[split][v].append(0.0)
+                if counted:
+                    means[split][v].append(0.0)
                 continue
             score = statistics.mean(r["metrics"]["score"] for r in runs)
             drop = statistics.mean(r["trained"]["utility"] - r["metrics"]["utility"] for r in runs)
@@ -269,7 +272,8 @@ def table(a) -> None:
             text += f", asr {statistics.mean(asr):.0f})" if asr else ")"
             text += f" ×{len(runs)}" if len(runs) > 1 else ""
             parts.append(text)
-            means[split][v].append(score)
+            if counted:
+                means[split][v].append(score)
         print(f"| {split} | {task} | {rate:g} | " + " | ".join(parts) + " |")
     for split, per in means.items():
         n = max(len(s) for s in per.values())
@@ -296,6 +300,7 @@ def main() -> None:
     p.add_argument("--records", nargs="*", default=[str(RECORDS)])
     p.add_argument("--variants", help="table columns (default: every variant in the records)")
     p.add_argument("--code", help="table: only runs of these code versions")
+    p.add_argument("--mean-over", help="table: mean only over the cells where all these variants ran")
     p.add_argument("--labels", help="table: column headers for variants, e.g. 'rem-dpo-full=REM (final)'")
     a = p.parse_args()
     table(a) if a.table else sweep(a)
