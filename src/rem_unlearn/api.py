@@ -221,6 +221,8 @@ def unlearn_user_rows(model: nn.Module, train_set: ImageDataset, rows: torch.Ten
                       max_utility_drop: float | None = MAX_UTILITY_DROP, **overrides) -> UserModelResult:
     """:func:`unlearn_user_model` on rows of ``train_set`` already validated by :func:`forget_rows`: one working
     copy of ``model``, expanded and handed to the method as it is."""
+    cls, config = checked_method(method, overrides, None)  # a bad method or override fails before the expansion
+    check_retained(rows, train_set)
     big, train_set, runtime = working_copy(model, train_set, runtime)
     batcher = Batcher(train_set, runtime)
     gated = bool(gates(big))
@@ -237,8 +239,6 @@ def unlearn_user_rows(model: nn.Module, train_set: ImageDataset, rows: torch.Ten
     if not gated and on_expand is not None:
         on_expand(report)
     before = known_data_accuracy(big, batcher, rows)
-    cls, config = checked_method(method, overrides, None)
-    check_retained(rows, train_set)
     # The run changes ``big``; an fp32 rerun starts again from the caller's model (expand is deterministic).
     result = unlearn_working(cls, config, big, lambda: with_capacity(working_copy(model, train_set, runtime)[0]),
                              train_set, rows, runtime, None, None, on_epoch, method, None)

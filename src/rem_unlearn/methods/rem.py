@@ -20,7 +20,7 @@ returned.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, make_dataclass, replace
+from dataclasses import dataclass, field, make_dataclass
 from itertools import islice
 
 import torch
@@ -36,7 +36,7 @@ from .common import finish, frozen_copy, start_selection
 from .registry import register_method
 
 
-@dataclass
+@dataclass(frozen=True)
 class REMMechanics:
     """How REM's steps run. The defaults are REM's; the paper's code (``rem-official``) and the ablations are
     other settings. These are research switches, so the named variants set them and ``rem --set`` does not
@@ -110,8 +110,11 @@ class REMLabConfig(REMConfig):
         self.mechanics.validate()
 
 
+REM_MECHANICS = REMMechanics()  # frozen, so every plain REMConfig can share it
+
+
 def mechanics_of(cfg: REMConfig) -> REMMechanics:
-    return cfg.mechanics if isinstance(cfg, REMLabConfig) else REMMechanics()
+    return cfg.mechanics if isinstance(cfg, REMLabConfig) else REM_MECHANICS
 
 
 @torch.no_grad()
@@ -292,8 +295,8 @@ class REM(Method[REMConfig]):
 
 def variant_config(name: str, mechanics: REMMechanics, **defaults) -> type[REMLabConfig]:
     """A config class for a named variant of REM: its mechanics (and other defaults) replaced."""
-    fields = [("mechanics", REMMechanics, field(default_factory=lambda: replace(mechanics)))]
-    fields += [(k, type(v) if v is not None else (int | None), v) for k, v in defaults.items()]
+    fields = [("mechanics", REMMechanics, field(default_factory=lambda: mechanics))]  # frozen: shared safely
+    fields += [(k, type(v), v) for k, v in defaults.items()]
     return make_dataclass(name, fields, bases=(REMLabConfig,))
 
 
