@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -63,36 +64,52 @@ def views_always(row: dict) -> float:
     return row["keeping"] * (1.0 - max(row["forget_stored"], GAMMA)) * (1.0 - row.get("forget_views", 0.0))
 
 
-RULES = {"today": today, "views-always": views_always}
+def first_best(value):
+    """The first round with the highest value (a later round must beat it): REM's selection."""
+    def pick(rounds: list[dict]) -> dict:
+        best = rounds[0]
+        for row in rounds[1:]:
+            if value(row) > value(best):
+                best = row
+        return best
+    return pick
 
 
-def kept(per_round: list[dict], rule) -> dict:
-    """The round a rule keeps: the first with the highest value (a later round must beat it)."""
-    best = per_round[0]
-    for row in per_round[1:]:
-        if rule(row) > rule(best):
-            best = row
-    return best
+def last_within(z: float, retain_samples: int = 2000):
+    """The last round whose proxy is within ``z`` standard errors of the best (the binomial error of keeping
+    on the proxy's D_r sample): near-ties go to the round with more repair."""
+    def pick(rounds: list[dict]) -> dict:
+        values = [today(r) for r in rounds]
+        b = max(range(len(rounds)), key=lambda i: (values[i], -i))
+        if b == 0:
+            return rounds[0]
+        k = rounds[b]["keeping"]
+        se = math.sqrt(max(k * (1 - k), 1e-4) / retain_samples) * values[b] / k
+        return rounds[max(i for i in range(1, len(rounds)) if values[i] >= values[b] - z * se)]
+    return pick
+
+
+RULES = {"today": first_best(today), "views-always": first_best(views_always), "last-within-1se": last_within(1.0),
+         "last-within-2se": last_within(2.0), "last-round": lambda rounds: rounds[-1]}
 
 
 def replay(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    print("| task | rate | seed | " + " | ".join(RULES) + " | best round | worst round after round 1 |")
-    print("|---|---:|---:|" + "---|" * (len(RULES) + 2))
+    print("| task | rate | seed | " + " | ".join(RULES) + " | best round |")
+    print("|---|---:|---:|" + "---|" * (len(RULES) + 1))
     totals = {name: [] for name in RULES}
     for r in rows:
         rounds = r["per_round"]
         cells = []
         for name, rule in RULES.items():
-            k = kept(rounds, rule)
+            k = rule(rounds)
             totals[name].append(k["score"])
             asr = f", asr {k['attack_success']:.1f}" if k["attack_success"] is not None else ""
-            cells.append(f"{k['score']:.1f} ({k['label']}{asr})")
+            cells.append(f"{k['score']:.1f} ({k['label'].replace('round ', 'r')}{asr})")
         best = max(rounds[1:], key=lambda x: x["score"])
-        worst = min(rounds[1:], key=lambda x: x["score"])
         print(f"| {r['task']} | {r['rate']} | {r['seed']} | " + " | ".join(cells)
-              + f" | {best['score']:.1f} ({best['label']}) | {worst['score']:.1f} ({worst['label']}) |")
-    print("| **mean** | | | " + " | ".join(f"**{statistics.mean(v):.2f}**" for v in totals.values()) + " | | |")
+              + f" | {best['score']:.1f} ({best['label']}) |")
+    print("| **mean** | | | " + " | ".join(f"**{statistics.mean(v):.2f}**" for v in totals.values()) + " | |")
 
 
 def main() -> None:
