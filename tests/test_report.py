@@ -227,13 +227,13 @@ def test_leaderboard_ranks_methods_and_names_their_provenance(tmp_path: Path) ->
 
 
 def test_committed_faithful_records_rebuild_the_main_table(tmp_path: Path) -> None:
-    """research/records/faithful holds the faithful preset's records (seeds 0, 1 and 2): the report rebuilds the
-    paper's main table from them without training, with every row of the preset and the numbers the notes quote."""
+    """The archived faithful records (seeds 0, 1 and 2, an earlier REM): the report rebuilds the paper's main table
+    from them without training, with every row of the preset and the numbers docs/benchmark.md quotes."""
     import shutil
 
     from rem_unlearn.report.tables import main_table
 
-    committed = Path(__file__).resolve().parents[1] / "research" / "records" / "faithful"
+    committed = Path(__file__).resolve().parents[1] / "research" / "records" / "archive" / "faithful-2026-11-29"
     folder = tmp_path / "faithful"
     shutil.copytree(committed / "records", folder / "records")
     shutil.copy(committed / "grid.json", folder / "grid.json")

@@ -5,7 +5,7 @@ aggregates), the per-seed means, REM's lead over the strongest baselines (paired
 per cell (mean and spread over seeds) and per corruption, and the poison metrics in the official
 code's definitions.
 
-    .venv/bin/python research/experiments/main_table.py research/records/faithful
+    .venv/bin/python research/experiments/main_table.py research/records/archive/faithful-2026-11-29
 """
 
 from __future__ import annotations

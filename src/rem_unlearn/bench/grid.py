@@ -346,10 +346,6 @@ _SMOKE = {
     "seeds": [0],
 }
 
-# Results that cannot drift silently: tests/test_pinned.py runs this grid and compares every cell with
-# tests/data/pinned_metrics.json (written by scripts/pin_results.py), within the tolerances stated there.
-_PINNED = {**_SMOKE, "methods": ["none", "rem", "ga", "npo"]}
-
 _QUICK = {
     "experiment": "fashion-mnist",
     "variants": ["capacity"],
@@ -365,7 +361,7 @@ def _default_preset() -> dict:
     # Sized for 30 minutes cold on 2 CPU cores, pre-training included (README, "The default grid and its
     # result"): three models, 117 cells. Every method gets one pass over D_tr as its step budget, and
     # Retrain runs the pre-training recipe for 3 of its 20 epochs. The ETD rows (three more models) and
-    # discovery 0.25 are in the `faithful` preset, whose records are committed.
+    # discovery 0.25 are in the `faithful` preset.
     return {
         "experiment": "fashion-mnist",
         "variants": ["capacity"],
@@ -428,7 +424,6 @@ def _faithful_preset() -> dict:
 #: Named grids as nested dicts (``load_config(GridConfig, path, overrides, base=GRID_PRESETS[name])``).
 GRID_PRESETS: dict[str, dict] = {
     "smoke": _SMOKE,  # seconds per cell, the whole grid under 2 minutes on 2 cores (cold cache)
-    "pinned": _PINNED,  # smoke-sized, its metrics pinned by a test
     "quick": _QUICK,  # a first look on the embedded Fashion-MNIST default
     "default": _default_preset(),  # the embedded Fashion-MNIST benchmark
     "faithful": _faithful_preset(),  # the paper's main table at the paper's budget, embedded data

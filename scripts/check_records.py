@@ -1,0 +1,81 @@
+"""Committed benchmark records must come from the code as it is: each record's commit is clean and contains the
+last change to its method's code.
+
+A method's code is its own module (found through the registry) and the modules every method runs through:
+the method template and its shared parts (methods/base.py, common.py, template.py) and the training loop
+(training.py).  Records under research/records/archive/ are kept as history, are exempt, and are quoted
+only as made with earlier code.
+
+    .venv/bin/python scripts/check_records.py            # lists stale records; exit 1 if any
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "research" / "records"
+SHARED = ("src/rem_unlearn/methods/base.py", "src/rem_unlearn/methods/common.py",
+          "src/rem_unlearn/methods/template.py", "src/rem_unlearn/training.py")
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+@functools.cache
+def method_sources(method: str) -> tuple[str, ...]:
+    from rem_unlearn.methods.registry import get_method
+
+    module = Path(inspect.getfile(get_method(method))).resolve().relative_to(ROOT)
+    return (str(module), *SHARED)
+
+
+@functools.cache
+def last_change(method: str) -> str:
+    """The newest commit that changed the method's code."""
+    return git("log", "-1", "--format=%H", "--", *method_sources(method)).stdout.strip()
+
+
+def contains(commit: str, change: str) -> bool:
+    return git("merge-base", "--is-ancestor", change, commit).returncode == 0
+
+
+def stale(record: dict) -> str | None:
+    """Why ``record`` is not from the code as it is, or None."""
+    commit, method = record.get("commit", ""), record["cell"]["method"]
+    if not commit or commit.endswith("-dirty"):
+        return f"not stamped with a clean commit ({commit or 'none'})"
+    change = last_change(method)
+    if not contains(commit, change):
+        return f"made at {commit[:12]}, before {change[:12]} changed {method}'s code"
+    return None
+
+
+def bench_records(root: Path = RECORDS) -> list[Path]:
+    archive = root / "archive"
+    return sorted(p for p in root.glob("**/records/*.json") if archive not in p.parents)
+
+
+def problems(paths: list[Path]) -> list[str]:
+    out = []
+    for path in paths:
+        why = stale(json.loads(path.read_text()))
+        if why:
+            out.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {why}")
+    return out
+
+
+def main() -> None:
+    found = problems(bench_records())
+    print("\n".join(found) or f"{len(bench_records())} committed records, all from the code as it is")
+    sys.exit(1 if found else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Committed benchmark records come from the code as it is (scripts/check_records.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVED = ROOT / "research" / "records" / "archive" / "faithful-2026-11-29" / "records"
+
+
+def checker():
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: record ages cannot be read")
+    spec = importlib.util.spec_from_file_location("check_records", ROOT / "scripts" / "check_records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_committed_record_comes_from_the_code_as_it_is() -> None:
+    check = checker()
+    assert not check.problems(check.bench_records())
+
+
+def test_a_dirty_an_old_and_a_current_record(tmp_path: Path) -> None:
+    """Planted records: a dirty stamp and a commit older than REM's last change are refused, HEAD passes."""
+    check = checker()
+    template = json.loads(next(ARCHIVED.glob("*.json")).read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.split()[0]
+    folder = tmp_path / "plain" / "records"
+    folder.mkdir(parents=True)
+    for name, commit in (("dirty", head + "-dirty"), ("old", first), ("current", head)):
+        (folder / f"{name}.json").write_text(json.dumps({**template, "cell": {**template["cell"], "method": "rem"},
+                                                         "commit": commit}))
+    archive = tmp_path / "archive" / "old" / "records"
+    archive.mkdir(parents=True)
+    shutil.copy(folder / "old.json", archive / "old.json")
+    paths = check.bench_records(tmp_path)
+    assert [p.name for p in paths] == ["current.json", "dirty.json", "old.json"]  # the archive is exempt
+    found = check.problems(paths)
+    assert len(found) == 2
+    assert "dirty.json: not stamped with a clean commit" in found[0]
+    assert "old.json: made at" in found[1] and "changed rem's code" in found[1]
