@@ -112,6 +112,22 @@ def replay(path: Path) -> None:
     print("| **mean** | | | " + " | ".join(f"**{statistics.mean(v):.2f}**" for v in totals.values()) + " | |")
 
 
+def attack_success_per_round(path: Path, rate: float) -> None:
+    """Attack success after every round of the backdoor runs at ``rate``, and the round the proxy keeps."""
+    rows = [r for r in map(json.loads, path.read_text().splitlines())
+            if r["corruption"] == "poison" and r["rate"] == rate]
+    n = max(len(r["per_round"]) for r in rows) - 1
+    print("| task | seed | " + " | ".join(f"r{i}" for i in range(1, n + 1)) + " | kept (ASR) |")
+    print("|---|---:|" + "---:|" * n + "---|")
+    for r in sorted(rows, key=lambda r: (r["task"], r["seed"])):
+        asr = [row["attack_success"] for row in r["per_round"][1:]]
+        top = max(asr)
+        k = RULES["today"](r["per_round"])
+        print(f"| {r['task']} | {r['seed']} | " + " | ".join(f"**{a:.1f}**" if a == top and a > 10 else f"{a:.1f}"
+                                                             for a in asr)
+              + f" | {k['label']} ({k['attack_success']:.1f}) |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="", help="comma-separated task names (default: every dev task)")
@@ -120,7 +136,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="REM settings, key=value (default: its defaults)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "records" / "suite_rounds.jsonl"))
     p.add_argument("--replay", default=None, help="print the selection rules' table from these records")
+    p.add_argument("--attack-success", type=float, default=None, metavar="RATE",
+                   help="with --replay: attack success per round of the backdoor runs at this discovery rate")
     a = p.parse_args()
+    if a.replay and a.attack_success is not None:
+        return attack_success_per_round(Path(a.replay), a.attack_success)
     if a.replay:
         return replay(Path(a.replay))
     settings = apply_overrides({}, a.set)

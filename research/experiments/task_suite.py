@@ -239,6 +239,8 @@ def table(a) -> None:
             r["variant"] += "@" + r["precision"]
     if a.code:
         rows = [r for r in rows if r["code"] in a.code.split(",")]
+    if a.split != "all":
+        rows = [r for r in rows if r["split"] == a.split]
     wanted = a.variants.split(",") if a.variants else sorted({r["variant"] for r in rows})
     latest = {}  # a rerun of a run (same task, rate, variant and seed; newer code) replaces it
     for r in rows:
@@ -286,7 +288,7 @@ def table(a) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", choices=("dev", "held-out", "all"), default="dev")
+    p.add_argument("--split", choices=("dev", "held-out", "all"), default="dev", help="the tasks run, or tabled")
     p.add_argument("--tasks", help="comma-separated task names (default: every task of --split)")
     p.add_argument("--methods", default="rem,rem-official,finetune,ga")
     p.add_argument("--variant", action="append", help="name=method:key=value,... (repeatable)")

@@ -1,0 +1,33 @@
+"""The result tables of README.md and docs/ are what their committed records give (scripts/doc_tables.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def doc_tables():
+    spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "scripts" / "doc_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_table_matches_its_records() -> None:
+    tables = doc_tables()
+    texts = {path.name: path.read_text() for path in tables.documents()}
+    assert sum(len(tables.BLOCK.findall(text)) for text in texts.values()) >= 3
+    drifted = {name: tables.regenerate(text)[1] for name, text in texts.items()}
+    assert not any(drifted.values()), f"run scripts/doc_tables.py: {drifted}"
+
+
+def test_a_number_typed_into_a_generated_table_is_caught() -> None:
+    tables = doc_tables()
+    text = (ROOT / "docs" / "defaults.md").read_text()
+    block = tables.BLOCK.search(text)
+    planted = text.replace(block.group(3), block.group(3).replace("**58.7**", "**59.7**", 1))
+    assert planted != text
+    fixed, drifted = tables.regenerate(planted)
+    assert drifted == [block.group(2)] and fixed == text
