@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .api import unlearn
-from .bench.cli import add_bench_parser, run_bench
+from .bench.cli import add_bench_parser, add_tune_parser, run_bench, run_tune
 from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, to_dict
 from .discovery import discover, make_scorer, scorer_names
 from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
@@ -303,7 +303,9 @@ def cmd_discover(args) -> int:
 
 def cmd_methods(args) -> int:
     for name in method_names():
-        print(f"{name:<14} {get_method(name).summary}")
+        space = get_method(name).Config.search_space
+        tuned = " Tune: " + ", ".join(f"{k} {'/'.join(map(repr, v))}" for k, v in space.items()) if space else ""
+        print(f"{name:<14} {get_method(name).summary}{tuned}")
     return 0
 
 
@@ -393,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
 
     add_bench_parser(sub, run_bench, parents=[common])
+    add_tune_parser(sub, run_tune, parents=[common])
     return parser
 
 

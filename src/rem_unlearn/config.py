@@ -40,11 +40,19 @@ class DataConfig:
     download: bool | None = None  # None: the loader's default (Fashion-MNIST downloads, others do not)
     train_size: int | None = None  # seeded subset of the training split; None = all
     subset_seed: int = 0
+    # What the metrics are measured on: "test", or "validation", images of the training split outside the
+    # training subset (the test split is then never read: tuning uses it).
+    evaluate_on: str = "test"
+    validation_size: int = 5000
 
     def validate(self) -> None:
         _choice(self.name, DATASET_NAMES, "data.name")
+        _choice(self.evaluate_on, ("test", "validation"), "data.evaluate_on")
         if self.train_size is not None and self.train_size <= 0:
             raise ConfigError(f"data.train_size must be positive, got {self.train_size}")
+        if self.evaluate_on == "validation" and (self.train_size is None or self.validation_size <= 0):
+            raise ConfigError("data.evaluate_on=validation needs data.train_size (the validation images are the "
+                              "training split's other images) and a positive data.validation_size")
 
 
 @dataclass

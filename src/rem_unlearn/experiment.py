@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, cache_key, is_complete, load_weights, read_meta, save_checkpoint
-from .config import DataConfig, ExperimentConfig, _merge, from_dict, to_dict
+from .config import ConfigError, DataConfig, ExperimentConfig, _merge, from_dict, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
 from .files import FileLock, check_writable_folder, remove_temp_files
@@ -27,13 +27,21 @@ log = logging.getLogger(__name__)
 
 
 def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
-    """Training split (optionally a seeded subset; ids stay those of the full split) and test split."""
-    train = load_dataset(cfg.name, "train", root=cfg.root, download=cfg.download)
-    test = load_dataset(cfg.name, "test", root=cfg.root, download=cfg.download)
-    if cfg.train_size is not None and cfg.train_size < len(train):
-        rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.subset_seed))[:cfg.train_size]
-        train = train.subset(torch.sort(rows).values)
-    return train, test
+    """Training split (optionally a seeded subset; ids stay those of the full split) and the evaluation split:
+    the test split, or with ``evaluate_on="validation"`` other images of the training split (the test split is
+    then not read)."""
+    full = load_dataset(cfg.name, "train", root=cfg.root, download=cfg.download)
+    train = full
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.subset_seed))
+    if cfg.train_size is not None and cfg.train_size < len(full):
+        train = full.subset(torch.sort(order[:cfg.train_size]).values)
+    if cfg.evaluate_on == "validation":
+        rest = order[cfg.train_size:]
+        if len(rest) < cfg.validation_size:
+            raise ConfigError(f"data.validation_size={cfg.validation_size}: only {len(rest)} training images are "
+                              f"outside the training subset of {cfg.train_size}")
+        return train, full.subset(torch.sort(rest[:cfg.validation_size]).values)
+    return train, load_dataset(cfg.name, "test", root=cfg.root, download=cfg.download)
 
 
 def split_fingerprint(images: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> str:
@@ -67,7 +75,8 @@ def data_fingerprint(cfg: DataConfig) -> str:
 def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
     """Every input that changes the trained model: the configs, and the training images and labels as read
     (``fingerprint``), so data from another root or a changed file never reuses a model."""
-    data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("root", "download")}
+    data = {k: v for k, v in to_dict(cfg.data).items()
+            if k not in ("root", "download", "evaluate_on", "validation_size")}  # not what the model learns from
     return cache_key({"data": data, "train_data": fingerprint, "corruption": to_dict(cfg.corruption),
                       "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": cfg.runtime.precision})
 

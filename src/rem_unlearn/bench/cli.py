@@ -27,7 +27,8 @@ paper-cifar10-resnet9-cpu and paper-svhn-vit-cpu (data under data.root).
 Grid keys for a --config file or key=value overrides:
 experiment, experiment_overrides.<section>.<key>, variants, variant_methods.<variant>,
 corruptions, discovery_rates, methods, method_overrides.<method>.<key>,
-unlearn.<key>, seeds, device, discovery_modes (uniform: the known ids are
+unlearn.<key>, seeds, device, tuned (a `rem-unlearn tune` file or a shipped
+tuning such as default; "" runs the published settings), discovery_modes (uniform: the known ids are
 the forget set; detected: a scorer extends them first), scorers,
 scorer_overrides.<scorer>.<key>.
 
@@ -93,3 +94,63 @@ def run_bench(args) -> int:
         print(f"{len(failed)} cell(s) failed; their tracebacks are in {results / 'records'} "
               "(rerun with --retry-failed to try them again)", file=sys.stderr)
     return 1 if failed else 0
+
+
+TUNE_DESCRIPTION = """\
+Tune every method of a grid preset equally and without the test split.
+
+Each method tries the same number of settings from its own search space
+(`rem-unlearn methods` lists them; trial 1 is the published setting) on dev
+seeds that no reported cell uses, scored on validation images carved from the
+training split.  Per method and corruption kind the best mean validation
+score wins.  The file it writes holds every trial and the choice; run a grid
+with it by `rem-unlearn bench ... tuned=FILE`.  Trials run as bench grids in
+OUT-trials/ and resume when rerun.
+
+examples:
+  rem-unlearn tune --preset default --out tuning.json --workers 2
+  rem-unlearn tune --preset quick methods=[rem,ga] --trials 4 --out quick.json
+"""
+
+
+def add_tune_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("tune", help="equal, test-free tuning of every method of a grid",
+                              parents=list(parents), description=TUNE_DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="default", choices=list(GRID_PRESETS), help="grid preset (default: %(default)s)")
+    p.add_argument("--config", help="TOML/YAML/JSON grid file applied onto the preset")
+    p.add_argument("--out", required=True, help="the tuning file to write (.json)")
+    p.add_argument("--trials", type=int, default=6, help="settings tried per method (default: %(default)s)")
+    p.add_argument("--dev-seeds", default="100", help="comma-separated dev seeds (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="parallel cells (see bench)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell (see bench)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="grid overrides, e.g. methods=[rem,ga]")
+    p.set_defaults(func=func)
+    return p
+
+
+def run_tune(args) -> int:
+    from ..config import ConfigError
+    from ..files import check_output
+    from .tune import tune
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {args.trials}")
+    try:
+        seeds = [int(s) for s in args.dev_seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--dev-seeds must be comma-separated integers, got {args.dev_seeds!r}") from None
+    from .tuning_file import load_tuning
+
+    if Path(args.out).is_file():
+        load_tuning(args.out)  # a rerun resumes a tuning; anything else there is refused
+    out = check_output(args.out, "--out", suffixes=(".json",), force=Path(args.out).is_file())
+    result = tune(args.preset, args.config, list(args.overrides or []), trials=args.trials, dev_seeds=seeds, out=out,
+                  workers=args.workers, threads=args.threads, quiet=args.quiet)
+    for method, entry in result["methods"].items():
+        chosen = ", ".join(f"{c}: trial {v['trial']} {v['settings'] or '(published)'} ({v['validation_score']:.1f})"
+                           for c, v in entry["chosen"].items())
+        print(f"{method}: {len(entry['trials'])} trials; {chosen}")
+    print(f"tune: wrote {out}")
+    return 0

@@ -66,6 +66,9 @@ class GridConfig:
     discovery_modes: list[str] = field(default_factory=lambda: ["uniform"])  # uniform and/or detected
     scorers: list[str] = field(default_factory=lambda: ["auto"])  # detected cells: one per scorer
     scorer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer config overrides
+    # A tuning (`rem-unlearn tune`): a shipped name or a file; each method then runs, per corruption, the setting
+    # it chose under this grid's own overrides.  "" runs every method at its published setting.
+    tuned: str = ""
 
     def __post_init__(self) -> None:
         # ``variant_methods.etd=[rem,etd]`` on the command line arrives as a string.
@@ -128,7 +131,8 @@ class GridConfig:
         # Every method config and every experiment config must resolve now, not halfway through a sweep.
         for variant in self.variants:
             for m in self.methods_for(variant):
-                method_config(m, self.overrides_for(m))
+                for corruption in self.corruptions:
+                    method_config(m, self.overrides_for(m, corruption))
         base = self.base_experiment()
         for variant in self.variants:
             for corruption in self.corruptions:
@@ -154,9 +158,15 @@ class GridConfig:
             for name in dict.fromkeys([*self.scorers, *self.scorer_overrides]):
                 scorer_config(name, self.scorer_overrides.get(name, {}))
 
-    def overrides_for(self, method: str) -> dict[str, Any]:
-        """``unlearn`` with the method's own overrides on top."""
-        return _merge(copy.deepcopy(self.unlearn), copy.deepcopy(self.method_overrides.get(method, {})))
+    def overrides_for(self, method: str, corruption: str | None = None) -> dict[str, Any]:
+        """The tuned setting (for ``corruption``, where the grid is tuned), ``unlearn`` and the method's own
+        overrides on top."""
+        tuned = {}
+        if self.tuned and corruption is not None:
+            from .tuning_file import load_tuning, tuned_settings
+
+            tuned = tuned_settings(load_tuning(self.tuned), method, corruption)
+        return _merge(_merge(tuned, copy.deepcopy(self.unlearn)), copy.deepcopy(self.method_overrides.get(method, {})))
 
 
 def _nonempty_unique(values: list, where: str) -> None:
@@ -255,6 +265,9 @@ def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     for section, names in _LOCATION_FIELDS.items():
         for name in names:
             data[section].pop(name, None)
+    if cfg.data.evaluate_on == "test":  # added later: at its default the keys stay those of earlier records
+        data["data"].pop("evaluate_on")
+        data["data"].pop("validation_size")
     return data
 
 
@@ -299,12 +312,12 @@ def expand(grid: GridConfig) -> list[Cell]:
                     if "uniform" in grid.discovery_modes:
                         for method in methods:
                             cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
-                                              cfg, cell_overrides(cfg, grid.overrides_for(method), seed), gid))
+                                              cfg, cell_overrides(cfg, grid.overrides_for(method, corruption), seed), gid))
                     if "detected" in grid.discovery_modes:
                         for scorer in grid.scorers:  # cells of one detection follow each other (it is cached)
                             for method in (m for m in methods if m not in UNCHANGED_METHODS):
                                 cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate),
-                                                  method, cfg, cell_overrides(cfg, grid.overrides_for(method), seed),
+                                                  method, cfg, cell_overrides(cfg, grid.overrides_for(method, corruption), seed),
                                                   gid,
                                                   "detected", scorer,
                                                   copy.deepcopy(grid.scorer_overrides.get(scorer, {}))))
@@ -313,7 +326,7 @@ def expand(grid: GridConfig) -> list[Cell]:
 
 #: Grid keys added after BENCH_FORMAT 1, with their defaults: left out of ``grid.json`` at those defaults,
 #: so results folders written before they existed are still the same grid.
-_ADDED_KEYS = {"discovery_modes": ["uniform"], "scorers": ["auto"], "scorer_overrides": {}}
+_ADDED_KEYS = {"discovery_modes": ["uniform"], "scorers": ["auto"], "scorer_overrides": {}, "tuned": ""}
 
 
 def grid_dict(grid: GridConfig) -> dict[str, Any]:

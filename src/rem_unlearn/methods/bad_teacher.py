@@ -10,12 +10,13 @@ checkpoint of 10, docs/paper.md §9.7).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..config import ConfigError, OptimConfig
-from .base import UnlearnConfig, UnlearnContext
+from .base import LR_RANGE, UnlearnConfig, UnlearnContext
 from .common import distill_kl, frozen_copy, naive_optim
 from .registry import register_method
 from .template import EpochMethod
@@ -25,6 +26,7 @@ from .template import EpochMethod
 class BadTeacherConfig(UnlearnConfig):
     optim: OptimConfig = field(default_factory=naive_optim)
     temperature: float = 1.0
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "temperature": (1.0, 4.0)}
 
     def validate(self) -> None:
         super().validate()

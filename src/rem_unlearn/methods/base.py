@@ -31,6 +31,20 @@ def unlearn_optim() -> OptimConfig:
                        batch_size=128)
 
 
+@dataclass(frozen=True)
+class Times:
+    """A search-space value: this multiple of the setting the method resolves to (e.g. the recipe's lr)."""
+
+    factor: float
+
+    def __repr__(self) -> str:
+        return f"x{self.factor:g}"
+
+
+#: The learning rates every gradient method's search tries: half, the published one, double.
+LR_RANGE = (Times(0.5), Times(1.0), Times(2.0))
+
+
 @dataclass
 class UnlearnConfig:
     """Fields every method has. ``epochs`` sets the step budget: epochs x steps per pass over D_tr."""
@@ -48,6 +62,9 @@ class UnlearnConfig:
     proxy_forget_views: int = 0
     select_best: bool = True
     seed: int = 0
+    # What `rem-unlearn tune` may try (dotted field -> values), from the method's paper's ranges; the budget
+    # (epochs) is the grid's, equal for every method, and is not searched.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     def validate(self) -> None:
         self.optim.validate()

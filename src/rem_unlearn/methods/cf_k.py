@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..config import OptimConfig
 from ..training import Trainer
-from .base import UnlearnConfig, UnlearnContext
+from .base import LR_RANGE, UnlearnConfig, UnlearnContext
 from .common import NORM_LAYERS, last_layers, naive_optim, reinitialise
 from .registry import register_method
 from .template import EpochMethod
@@ -30,6 +30,7 @@ from .template import EpochMethod
 class CFkConfig(UnlearnConfig):
     optim: OptimConfig = field(default_factory=naive_optim)
     k: int = 3  # last k layers are trained; <= 0 = all parameters
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "k": (1, 3, 5)}
 
 
 @register_method("cf-k")

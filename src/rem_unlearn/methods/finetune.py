@@ -8,13 +8,14 @@ proxy (the official code returns the epoch-6 checkpoint of 10).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..config import OptimConfig
-from .base import UnlearnConfig
+from .base import LR_RANGE, Times, UnlearnConfig
 from .common import naive_optim
 from .registry import register_method
 from .template import EpochMethod
@@ -23,6 +24,7 @@ from .template import EpochMethod
 @dataclass
 class FinetuneConfig(UnlearnConfig):
     optim: OptimConfig = field(default_factory=naive_optim)
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": (*LR_RANGE, Times(4.0))}
 
 
 @register_method("finetune")

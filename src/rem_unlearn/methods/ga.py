@@ -11,13 +11,14 @@ the bar at 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from .base import UnlearnConfig, UnlearnContext
+from .base import LR_RANGE, Times, UnlearnConfig, UnlearnContext
 from .registry import register_method
 from .template import EpochMethod
 
@@ -25,6 +26,7 @@ from .template import EpochMethod
 @dataclass
 class GAConfig(UnlearnConfig):
     max_epochs: int | None = None  # None: only the step budget and gamma stop it
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": (Times(0.25), *LR_RANGE)}
 
     def validate(self) -> None:
         super().validate()

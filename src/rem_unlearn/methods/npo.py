@@ -11,12 +11,13 @@ step count never exceeds the budget either.  Best epoch by the known-data proxy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..config import ConfigError
-from .base import UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
+from .base import LR_RANGE, UnlearnConfig, UnlearnContext, npo_removal, per_sample_ce
 from .common import frozen_copy
 from .registry import register_method
 from .template import EpochMethod
@@ -26,6 +27,7 @@ from .template import EpochMethod
 class NPOConfig(UnlearnConfig):
     beta: float = 1.0
     max_epochs: int | None = None  # None: budget / steps per D_tr epoch (each epoch charged as a D_tr pass)
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "beta": (0.1, 0.5, 1.0)}
 
     def validate(self) -> None:
         super().validate()

@@ -11,6 +11,7 @@ No gradient training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -26,6 +27,7 @@ class PotionConfig(UnlearnConfig):
     max_tries: int = 50
     p_cut: float = 0.2  # accept when forget accuracy <= p_cut x the original's
     lam: float = 1.0  # dampening constant
+    search_space: ClassVar[dict[str, tuple]] = {"lam": (0.5, 1.0, 2.0), "p_cut": (0.1, 0.2, 0.4)}
 
     def validate(self) -> None:
         super().validate()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, make_dataclass
+from typing import ClassVar
 from itertools import islice
 
 import torch
@@ -31,7 +32,7 @@ from ..config import P_MEM, ConfigError
 from ..models import redirection_masks
 from ..models.gates import partition, partition_state
 from ..training import frozen_batchnorm, kept_statistics, recalibrate_batchnorm, run_epoch
-from .base import Method, UnlearnConfig, UnlearnContext, capped_dpo_fit, dpo_fit, npo_removal, per_sample_ce
+from .base import LR_RANGE, Method, UnlearnConfig, UnlearnContext, capped_dpo_fit, dpo_fit, npo_removal, per_sample_ce
 from .common import finish, frozen_copy, start_selection
 from .registry import register_method
 
@@ -86,6 +87,8 @@ class REMConfig(UnlearnConfig):
     max_flush_epochs: int = 100  # cap on the passes over D_f of one flush
     num_shared_masks: int = 1  # D_f's masks: 1 = one mask shared by all of D_f, as in the paper
     proxy_forget_views: int = 4  # (shared field) the proxy also reads D_f's random views: a returning backdoor shows
+    # The paper fixes beta = 1 and p_mem = 0.2; these are the ranges around them that tuning may try.
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "beta": (0.5, 1.0, 2.0), "p_mem": (0.1, 0.2, 0.4)}
 
     def validate(self) -> None:
         super().validate()

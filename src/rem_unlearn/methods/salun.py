@@ -22,6 +22,7 @@ epoch by the known-data proxy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
 from ..training import Trainer
-from .base import UnlearnConfig, UnlearnContext
+from .base import LR_RANGE, UnlearnConfig, UnlearnContext
 from .common import active_entries, ce_objective, importances, naive_optim
 from .registry import register_method
 from .template import EpochMethod
@@ -39,6 +40,7 @@ from .template import EpochMethod
 class SalUnConfig(UnlearnConfig):
     optim: OptimConfig = field(default_factory=naive_optim)
     density: float = 0.5  # fraction of (used) parameter entries that may change
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "density": (0.3, 0.5, 0.7)}
 
     def validate(self) -> None:
         super().validate()

@@ -15,6 +15,7 @@ known-data proxy is returned instead of the best *test* accuracy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 
 from ..config import ConfigError, OptimConfig
 from ..training import Trainer
-from .base import UnlearnConfig, UnlearnContext
+from .base import LR_RANGE, UnlearnConfig, UnlearnContext
 from .common import distill_kl, frozen_copy, naive_optim
 from .registry import register_method
 from .template import EpochMethod, Plan
@@ -35,6 +36,7 @@ class SCRUBConfig(UnlearnConfig):
     temperature: float = 4.0
     msteps: int | None = None  # max-phase step limit; None = max_fraction x budget
     max_fraction: float = 0.1
+    search_space: ClassVar[dict[str, tuple]] = {"optim.lr": LR_RANGE, "alpha": (0.001, 0.01, 0.1), "temperature": (2.0, 4.0)}
 
     def validate(self) -> None:
         super().validate()

@@ -16,6 +16,7 @@ for it, the PTN search of Potion (Schoepf et al. 2024; shared with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -33,6 +34,7 @@ class SSDConfig(UnlearnConfig):
     p_cut: float = 0.2  # PTN search: accept when forget accuracy <= p_cut x the original's
     step_mult: float = 1.1
     max_tries: int = 50
+    search_space: ClassVar[dict[str, tuple]] = {"lam": (0.5, 1.0, 2.0), "p_cut": (0.1, 0.2, 0.4)}
 
     def validate(self) -> None:
         super().validate()

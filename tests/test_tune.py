@@ -1,0 +1,90 @@
+"""Equal, test-free tuning (rem-unlearn tune) and grids that run the tuned settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rem_unlearn.bench import tune as tuning
+from rem_unlearn.bench.grid import expand, load_grid
+from rem_unlearn.bench.tuning_file import TUNING_FORMAT
+from rem_unlearn.config import ConfigError, DataConfig
+from rem_unlearn.methods import method_names
+from rem_unlearn.methods.base import Times
+
+TINY = ["experiment_overrides.data.train_size=300", "experiment_overrides.corruption.size=20",
+        "experiment_overrides.data.validation_size=300", "discovery_rates=[0.5]", "methods=[ga]"]
+
+
+def test_every_search_space_starts_from_the_published_setting() -> None:
+    for method in method_names():
+        specs = tuning.trial_specs(method, 6)
+        space = tuning.search_space(method)
+        size = 1
+        for values in space.values():
+            size *= len(values)
+        assert len(specs) == min(6, size)
+        assert len({json.dumps(s, default=repr, sort_keys=True) for s in specs}) == len(specs)
+        for key, value in specs[0].items():  # trial 1: every key at its published value
+            assert value == Times(1.0) if isinstance(value, Times) else value == tuning._default(method, key), method
+
+
+def test_the_validation_split_is_training_images_outside_the_subset() -> None:
+    from rem_unlearn.experiment import load_data
+
+    try:
+        train, val = load_data(DataConfig(train_size=500, evaluate_on="validation", validation_size=400))
+    except Exception as err:  # the embedded data is missing
+        pytest.skip(f"no Fashion-MNIST here: {err}")
+    assert len(val) == 400 and not torch.isin(val.ids, train.ids).any()
+    with pytest.raises(ConfigError, match="evaluate_on"):
+        DataConfig(evaluate_on="holdout").validate()
+
+
+def test_tune_chooses_per_corruption_without_reading_the_test_split(tmp_path: Path, monkeypatch) -> None:
+    import rem_unlearn.experiment as experiment
+
+    real = experiment.load_dataset
+
+    def no_test_split(name, split, **kw):
+        assert split != "test", "tuning read the test split"
+        return real(name, split, **kw)
+
+    monkeypatch.setattr(experiment, "load_dataset", no_test_split)
+    try:
+        real("fashion-mnist", "train")
+    except Exception as err:
+        pytest.skip(f"no Fashion-MNIST here: {err}")
+    out = tmp_path / "tuning.json"
+    result = tuning.tune("smoke", overrides=[*TINY, f"experiment_overrides.runtime.cache_dir={tmp_path / 'cache'}"],
+                         trials=3, out=out, quiet=True)
+    ga = result["methods"]["ga"]
+    assert [t["trial"] for t in ga["trials"]] == [1, 2, 3] and ga["trials"][0]["settings"] == {"optim": {"lr": 0.005}}
+    assert {t["settings"]["optim"]["lr"] for t in ga["trials"]} <= {0.00125, 0.0025, 0.005, 0.01}
+    for corruption, chosen in ga["chosen"].items():  # the best mean validation score of its corruption
+        best = max(sum(t["validation_score"][corruption].values()) for t in ga["trials"])
+        assert sum(ga["trials"][chosen["trial"] - 1]["validation_score"][corruption].values()) == best
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    with pytest.raises(ConfigError, match="overlap"):
+        tuning.tune("smoke", overrides=TINY, dev_seeds=(0,), out=tmp_path / "x.json")
+
+
+def test_a_tuned_grid_runs_each_corruption_with_its_choice(tmp_path: Path) -> None:
+    path = tmp_path / "tuning.json"
+    chosen = {"poison": {"trial": 2, "settings": {"optim": {"lr": 0.001}}, "validation_score": 1.0},
+              "random": {"trial": 1, "settings": {"optim": {"lr": 0.005}}, "validation_score": 1.0}}
+    path.write_text(json.dumps({"format": TUNING_FORMAT, "protocol": {}, "methods": {"ga": {"chosen": chosen}}}))
+    lr = {(c.method, c.corruption): c.overrides["optim"]["lr"]
+          for c in expand(load_grid("smoke", overrides=[f"tuned={path}"])) if c.method == "ga"}
+    assert lr[("ga", "poison")] == 0.001 and lr[("ga", "random")] == 0.005
+    over = {c.corruption: c.overrides["optim"]["lr"]
+            for c in expand(load_grid("smoke", overrides=[f"tuned={path}", "method_overrides.ga.optim.lr=0.02"]))
+            if c.method == "ga"}
+    assert set(over.values()) == {0.02}  # the grid's own overrides win
+    published = {c.key for c in expand(load_grid("smoke"))}
+    assert published != {c.key for c in expand(load_grid("smoke", overrides=[f"tuned={path}"]))}
+    with pytest.raises(ConfigError, match="tuning"):
+        load_grid("smoke", overrides=[f"tuned={tmp_path / 'missing.json'}"])
