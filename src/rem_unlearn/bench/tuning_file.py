@@ -32,3 +32,27 @@ def tuned_settings(tuning: dict[str, Any], method: str, corruption: str) -> dict
     """The chosen overrides of ``method`` for ``corruption`` ({} for a method the file does not tune)."""
     chosen = tuning["methods"].get(method, {}).get("chosen", {})
     return copy.deepcopy(chosen.get(corruption, {}).get("settings", {}))
+
+
+def tuning_table(tuning: dict[str, Any]) -> str:
+    """The trials of every method and corruption (mean validation score) and the choice, as markdown."""
+    corruptions = sorted({c for e in tuning["methods"].values() for c in e["chosen"]})
+    lines = ["| method | trial | setting | " + " | ".join(corruptions) + " |",
+             "|---|---:|---|" + "---:|" * len(corruptions)]
+    for method, entry in tuning["methods"].items():
+        for t in entry["trials"]:
+            cells = []
+            for c in corruptions:
+                scores = t["validation_score"].get(c, {})
+                mean = sum(scores.values()) / max(1, len(scores))
+                chosen = entry["chosen"][c]["trial"] == t["trial"]
+                cells.append(f"**{mean:.1f}**" if chosen else f"{mean:.1f}")
+            spec = ", ".join(f"{k} {v}" for k, v in t.get("spec", {}).items()) or "(nothing to tune)"
+            lines.append(f"| {method} | {t['trial']} | {spec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(tuning_table(load_tuning(sys.argv[1] if len(sys.argv) > 1 else "default")))
