@@ -90,3 +90,14 @@ def write_fashion_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: 
             raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape) + array.tobytes()
             (root / name).write_bytes(gzip.compress(raw))
     return root
+
+
+def load_script(name: str):
+    """A script of scripts/ as a module (the tests call its functions)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(name, root / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVED = ROOT / "research" / "records" / "archive" / "faithful-2026-11-29" / "records"
@@ -17,10 +18,7 @@ ARCHIVED = ROOT / "research" / "records" / "archive" / "faithful-2026-11-29" / "
 def checker():
     if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
         pytest.skip("not a git checkout: record ages cannot be read")
-    spec = importlib.util.spec_from_file_location("check_records", ROOT / "scripts" / "check_records.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_records")
 
 
 def test_every_committed_record_comes_from_the_code_as_it_is() -> None:
