@@ -1,0 +1,62 @@
+"""What the benchmark claims, checked on any machine: on a smoke-sized task REM heals a planted backdoor and
+planted random labels, and every method's metrics stay within bands measured across CPU numerics.
+
+The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults
+(about 2 minutes on 2 cores).  The bands in tests/data/efficacy_bands.json are the lowest and highest
+values seen over several numerics configurations (oneDNN's instruction set and the thread count), widened
+by a margin; scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every
+machine").  The orderings below hold with margin in every configuration measured; what did not is said.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import efficacy
+
+BANDS = Path(__file__).resolve().parent / "data" / "efficacy_bands.json"
+
+
+@pytest.fixture(scope="module")
+def smoke() -> dict:
+    from rem_unlearn.data import DatasetNotFoundError, load_dataset
+
+    try:
+        load_dataset("fashion-mnist", "test")
+    except DatasetNotFoundError as err:
+        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+    return efficacy.measure()
+
+
+def test_both_rems_remove_the_backdoor_that_finetuning_keeps(smoke) -> None:
+    poison = smoke["poison"]
+    assert poison["none"]["attack_success"] > 80 and poison["finetune"]["attack_success"] > 60, poison
+    for rem in ("rem", "rem-official"):
+        assert poison[rem]["attack_success"] < 25, (rem, poison[rem])
+        assert poison[rem]["healed"] >= poison["none"]["healed"] + 45, (rem, poison)
+        assert poison[rem]["score"] >= poison["finetune"]["score"] + 30, (rem, poison)
+
+
+def test_both_rems_heal_memorised_random_labels(smoke) -> None:
+    random = smoke["random"]
+    assert random["none"]["healed"] <= 10, random  # the trained model fits the wrong labels
+    for rem in ("rem", "rem-official"):
+        assert random[rem]["healed"] >= 50, (rem, random[rem])
+        assert random[rem]["utility"] >= random["none"]["utility"] - 8, (rem, random)
+    # The paper's REM also beats Finetune and GA here; REM's score against Finetune flips with the thread count
+    # (48.0 / 62.1 against 52.0 / 50.2: at one thread its proxy keeps round 1 in a near-tie), so it is not asserted.
+    assert random["rem-official"]["score"] >= max(random["finetune"]["score"], random["ga"]["score"]) + 5, random
+
+
+def test_every_metric_stays_within_the_bands_measured_across_cpu_numerics(smoke) -> None:
+    bands = json.loads(BANDS.read_text())["bands"]
+    assert set(bands) == set(smoke) and all(set(bands[k]) == set(smoke[k]) for k in smoke)
+    outside = [f"{kind} {method} {metric}: {value:.2f} not in [{lo}, {hi}]"
+               for kind, methods in smoke.items() for method, metrics in methods.items()
+               for metric, value in metrics.items()
+               for lo, hi in [bands[kind][method][metric]] if not lo <= value <= hi]
+    assert not outside, "outside the bands of tests/data/efficacy_bands.json (scripts/efficacy_spread.py):\n" + \
+        "\n".join(outside)
