@@ -39,9 +39,8 @@ def main() -> None:
     kinds = [*[c for c in CORRUPTIONS if any(c in m for m in pub.values())], "all"]
     print("| method | " + " | ".join(f"{k}: published → tuned" for k in kinds) + " | REM's lead, published → tuned |")
     print("|---|" + "---:|" * (len(kinds) + 1))
-    for method in sorted(pub, key=lambda m: -statistics.mean(tun.get(m, pub[m])["all"])):
-        cells = [f"{statistics.mean(pub[method][k]):.1f} → {statistics.mean(tun[method][k]):.1f}"
-                 if tun.get(method, {}).get(k) else "–" for k in kinds]
+    for method in sorted(set(pub) & set(tun), key=lambda m: -statistics.mean(tun[m]["all"])):
+        cells = [f"{statistics.mean(pub[method][k]):.1f} → {statistics.mean(tun[method][k]):.1f}" for k in kinds]
         lead = "–" if method == "rem" else (
             f"{statistics.mean(pub['rem']['all']) - statistics.mean(pub[method]['all']):+.1f} → "
             f"{statistics.mean(tun['rem']['all']) - statistics.mean(tun[method]['all']):+.1f}")
