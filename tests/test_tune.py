@@ -88,3 +88,25 @@ def test_a_tuned_grid_runs_each_corruption_with_its_choice(tmp_path: Path) -> No
     assert published != {c.key for c in expand(load_grid("smoke", overrides=[f"tuned={path}"]))}
     with pytest.raises(ConfigError, match="tuning"):
         load_grid("smoke", overrides=[f"tuned={tmp_path / 'missing.json'}"])
+
+
+def test_tune_command_resumes_its_own_file_and_refuses_others(tmp_path: Path, capsys) -> None:
+    from rem_unlearn.cli import main
+
+    try:
+        from rem_unlearn.data import load_dataset
+
+        load_dataset("fashion-mnist", "train")
+    except Exception as err:
+        pytest.skip(f"no Fashion-MNIST here: {err}")
+    out = tmp_path / "tuning.json"
+    args = ["tune", "--preset", "smoke", "--trials", "2", "--out", str(out), "--quiet", *TINY,
+            f"experiment_overrides.runtime.cache_dir={tmp_path / 'cache'}"]
+    assert main(args) == 0 and "ga: 2 trials" in capsys.readouterr().out
+    first = out.read_text()
+    assert main(args) == 0 and out.read_text() == first  # a rerun resumes: every trial's cells are done
+    other = tmp_path / "notes.json"
+    other.write_text('{"mine": 1}')
+    assert main([*args[:6], str(other), *args[7:]]) == 2 and other.read_text() == '{"mine": 1}'
+    assert main([*args[:4], "0", *args[5:]]) == 2
+    assert "--trials must be >= 1" in capsys.readouterr().err
