@@ -11,8 +11,9 @@ import torch
 from rem_unlearn.bench import tune as tuning
 from rem_unlearn.bench.grid import expand, load_grid
 from rem_unlearn.bench.tuning_file import TUNING_FORMAT
-from rem_unlearn.config import ConfigError, DataConfig
+from rem_unlearn.config import ConfigError, DataConfig, to_dict
 from rem_unlearn.methods import method_names
+from rem_unlearn.methods.registry import method_config
 from rem_unlearn.methods.base import Times
 
 TINY = ["experiment_overrides.data.train_size=300", "experiment_overrides.corruption.size=20",
@@ -29,7 +30,8 @@ def test_every_search_space_starts_from_the_published_setting() -> None:
         assert len(specs) == min(6, size)
         assert len({json.dumps(s, default=repr, sort_keys=True) for s in specs}) == len(specs)
         for key, value in specs[0].items():  # trial 1: every key at its published value
-            assert value == Times(1.0) if isinstance(value, Times) else value == tuning._default(method, key), method
+            published = tuning.dotted_get(to_dict(method_config(method)), key)
+            assert value == Times(1.0) if isinstance(value, Times) else value == published, method
 
 
 def test_the_validation_split_is_training_images_outside_the_subset() -> None:

@@ -158,14 +158,23 @@ class GridConfig:
             for name in dict.fromkeys([*self.scorers, *self.scorer_overrides]):
                 scorer_config(name, self.scorer_overrides.get(name, {}))
 
+    def tuning(self) -> dict[str, Any]:
+        """The tuning file ``tuned`` names, read once per grid (expand asks for it for every cell)."""
+        from .tuning_file import load_tuning
+
+        cached = self.__dict__.get("_tuning")
+        if cached is None or cached[0] != self.tuned:
+            cached = self.__dict__["_tuning"] = (self.tuned, load_tuning(self.tuned))
+        return cached[1]
+
     def overrides_for(self, method: str, corruption: str | None = None) -> dict[str, Any]:
         """The tuned setting (for ``corruption``, where the grid is tuned), ``unlearn`` and the method's own
         overrides on top."""
         tuned = {}
         if self.tuned and corruption is not None:
-            from .tuning_file import load_tuning, tuned_settings
+            from .tuning_file import tuned_settings
 
-            tuned = tuned_settings(load_tuning(self.tuned), method, corruption)
+            tuned = tuned_settings(self.tuning(), method, corruption)
         return _merge(_merge(tuned, copy.deepcopy(self.unlearn)), copy.deepcopy(self.method_overrides.get(method, {})))
 
 

@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, _merge, apply_overrides
+from ..config import ConfigError, _merge, from_dict
 from ..files import atomic_write_json
 from .grid import GridConfig, expand, grid_dict, load_grid
 from .tuning_file import TUNING_FORMAT
@@ -41,45 +41,42 @@ def search_space(method: str) -> dict[str, tuple]:
 
 def trial_specs(method: str, trials: int, seed: int = 0) -> list[dict[str, Any]]:
     """The settings a method's trials try: the published one first, then distinct seeded draws."""
+    from ..config import to_dict
     from ..methods.base import Times
+    from ..methods.registry import method_config
 
     space = search_space(method)
     if not space:
         return [{}]
+    defaults = to_dict(method_config(method))
     keys = sorted(space)
-    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
-    published = next((g for g in grid if all((v == Times(1.0)) if isinstance(v, Times) else v == _default(method, k)
-                                              for k, v in g.items())), None)
-    if published is None:
+    published = {k: Times(1.0) if isinstance(space[k][0], Times) else dotted_get(defaults, k) for k in keys}
+    if any(published[k] not in space[k] for k in keys):
         raise ConfigError(f"{method}: its search space does not contain its published setting")
-    rest = [g for g in grid if g is not published]
+    rest = [g for g in (dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys)))
+            if g != published]
     random.Random(seed).shuffle(rest)
     return [published, *rest[:max(0, trials - 1)]]
 
 
-def _default(method: str, dotted: str) -> Any:
-    from ..config import to_dict
-    from ..methods.registry import method_config
-
-    value: Any = to_dict(method_config(method))
+def dotted_get(data: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
-        value = value[part]
-    return value
+        data = data[part]
+    return data
 
 
 def concrete(spec: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
     """A trial's spec as nested method overrides: ``Times(f)`` becomes f x the resolved value."""
     from ..methods.base import Times
 
-    sets = []
+    settings: dict[str, Any] = {}
     for dotted, value in spec.items():
         if isinstance(value, Times):
-            base: Any = resolved
-            for part in dotted.split("."):
-                base = base[part]
-            value = round(float(base) * value.factor, 10)
-        sets.append(f"{dotted}={value!r}" if not isinstance(value, str) else f"{dotted}={value}")
-    return apply_overrides({}, sets)
+            value = round(float(dotted_get(resolved, dotted)) * value.factor, 10)
+        for part in reversed(dotted.split(".")):
+            value = {part: value}
+        settings = _merge(settings, value)
+    return settings
 
 
 def tuning_grid(grid: GridConfig, method: str, settings: dict[str, Any], dev_seeds) -> GridConfig:
@@ -90,8 +87,6 @@ def tuning_grid(grid: GridConfig, method: str, settings: dict[str, Any], dev_see
     data["method_overrides"] = {method: _merge(copy.deepcopy(grid.method_overrides.get(method, {})), settings)}
     data["experiment_overrides"] = _merge(data.get("experiment_overrides", {}),
                                           {"data": {"evaluate_on": "validation"}})
-    from ..config import from_dict
-
     trial = from_dict(GridConfig, data)
     trial.validate()
     return trial
