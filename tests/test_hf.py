@@ -19,7 +19,8 @@ from rem_unlearn.cli import main
 
 transformers = pytest.importorskip("transformers")
 
-from rem_unlearn.models.hf import (RECORD_FILE, HFClassifier, HFModelError, Preprocessing,  # noqa: E402
+from rem_unlearn.data.images import ImageFit  # noqa: E402
+from rem_unlearn.models.hf import (PROCESSOR_FILE, RECORD_FILE, HFClassifier, HFModelError, Preprocessing,  # noqa: E402
                                    from_pretrained, save_pretrained)
 
 N, SIZE, CLASSES = 60, 12, 3
@@ -110,6 +111,29 @@ def test_cli_rem_on_hf_model_reloads_with_transformers(hf_setup, arch: str, caps
     assert not list(hf_setup["root"].glob(".*.tmp"))
 
 
+def test_an_image_folder_of_any_size_is_brought_to_the_processors_input(hf_setup) -> None:
+    """Colour photos of three sizes for the 1-channel ViT: made grey and resized to its processor's 12x12."""
+    from PIL import Image
+
+    root, rng = hf_setup["root"], np.random.default_rng(0)
+    for label, cls in enumerate(("a", "b", "c")):
+        (root / "photos" / cls).mkdir(parents=True)
+        for i in range(20):
+            h, w = [(12, 12), (20, 16), (9, 30)][i % 3]
+            Image.fromarray((label * 80 + rng.integers(0, 40, (h, w, 3))).astype(np.uint8)).save(
+                root / "photos" / cls / f"{i:02d}.png")
+    (root / "forget.txt").write_text("0\n1\n2\n")
+    out = root / "folder-unlearned"
+    rc = main(["unlearn", "--hf-model", str(hf_setup["vit"]), "--train-data", str(root / "photos"),
+               "--forget-ids", str(root / "forget.txt"), "--method", "finetune", "--device", "cpu",
+               "--set", "epochs=1", "--out", str(out)])
+    assert rc == 0
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["image_fit"] == {"size": SIZE, "resize": [SIZE, SIZE], "resample": "bilinear",
+                                   "source": str(hf_setup["vit"] / "preprocessor_config.json")}
+    assert record["image_channels"] == 1
+
+
 def test_python_api_round_trip(hf_setup) -> None:
     import rem_unlearn as ru
     from rem_unlearn.data.user import load_npz
@@ -139,7 +163,12 @@ def test_preprocessing_is_converted_to_package_units(tmp_path: Path) -> None:
     assert Preprocessing.read(tmp_path).mean == (0.0,) and Preprocessing.read(tmp_path).size is None
     write_processor(tmp_path, size={"shortest_edge": 224}, do_center_crop=True, crop_size={"height": 200,
                                                                                           "width": 200})
-    assert Preprocessing.read(tmp_path).size == (200, 200)
+    assert Preprocessing.read(tmp_path).fit == ImageFit(200, 224, "bilinear", str(tmp_path / PROCESSOR_FILE))
+    write_processor(tmp_path, size={"shortest_edge": 224}, crop_pct=0.875, resample=3)  # ConvNeXt's rule
+    assert Preprocessing.read(tmp_path).fit == ImageFit(224, 256, "bicubic", str(tmp_path / PROCESSOR_FILE))
+    write_processor(tmp_path, size={"height": 32, "width": 24})
+    with pytest.raises(HFModelError, match="makes 32x24 inputs; rem-unlearn trains on square images only"):
+        Preprocessing.read(tmp_path)
     assert Preprocessing.read(tmp_path / "nowhere") == Preprocessing()
 
 
@@ -147,14 +176,14 @@ def _bad(setup: dict[str, Path], what: str) -> tuple[list[str], str]:
     """Arguments of a refused run, and the message it must print."""
     root = setup["root"]
     out = str(root / "never")
-    if what == "channels":
-        rgb = np.random.default_rng(0).integers(0, 255, (N, SIZE, SIZE, 3)).astype(np.uint8)
-        np.savez(root / "rgb.npz", images=rgb, labels=np.arange(N) % CLASSES, ids=np.arange(N) + 1000)
-        return (["--hf-model", str(setup["resnet"]), "--train-data", str(root / "rgb.npz"), "--out", out],
-                "expects 1-channel images")
-    if what == "size":
-        write_processor(setup["vit"], size={"height": 224, "width": 224})
-        return ["--hf-model", str(setup["vit"]), "--out", out], "expects 224x224 images"
+    if what == "channels":  # grey and colour images can be made for a 1- or 3-channel model, not for others
+        transformers.ResNetForImageClassification(transformers.ResNetConfig(
+            num_channels=2, embedding_size=8, hidden_sizes=[8], depths=[1], num_labels=CLASSES)
+        ).save_pretrained(root / "two-channel")
+        return ["--hf-model", str(root / "two-channel"), "--out", out], "only 1 (grey) or 3 (RGB) can be made"
+    if what == "size":  # the processor brings the images to 32x32, which this ViT's position embeddings refuse
+        write_processor(setup["vit"], size={"height": 32, "width": 32})
+        return ["--hf-model", str(setup["vit"]), "--out", out], "fails on 1x32x32 images (config.json image_size"
     if what == "weights":
         cfg = json.loads((setup["vit"] / "config.json").read_text())
         cfg["hidden_size"] = 32
@@ -187,6 +216,7 @@ BAD = ("channels", "size", "weights", "no config", "out is the input", "out insi
 @pytest.mark.parametrize("what", BAD)
 def test_bad_hf_inputs_are_one_line_and_write_nothing(hf_setup, capsys, what: str) -> None:
     args, message = _bad(hf_setup, what)
+    capsys.readouterr()  # what building the inputs printed
     before = snapshot(hf_setup["root"])
     rc = main(["unlearn", "--train-data", str(hf_setup["npz"]), "--forget-ids", str(hf_setup["forget"]),
                "--device", "cpu", *args])

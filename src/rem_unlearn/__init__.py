@@ -14,6 +14,8 @@ _LAZY = {
     "discover": "discovery", "DiscoveryResult": "discovery",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",
+    "load_training_set": "data.user", "ImageFit": "data.images",  # a .npz, an image folder, a saved HF dataset
+    "from_hf_dataset": "data.hf_dataset", "DatasetColumns": "data.hf_dataset",  # the optional extra [datasets]
     # a task of the benchmark's space on your own data, and a model trained on it
     "corrupt": "corruptions", "discovered_ids": "corruptions", "Evaluator": "metrics",
     "train_model": "training", "Runtime": "training", "TrainConfig": "config", "OptimConfig": "config",

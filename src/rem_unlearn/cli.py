@@ -22,6 +22,7 @@ from pathlib import Path
 from .api import unlearn
 from .bench.cli import add_bench_parser, add_tune_parser, run_bench, run_tune
 from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, to_dict
+from .data.hf_dataset import DatasetColumns
 from .discovery import discover, make_scorer, scorer_names
 from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
 from .experiment import corrupted_data, method_overrides, prepare
@@ -63,8 +64,8 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_user_model_args(p: argparse.ArgumentParser):
-    """``--model``, ``--model-kwargs``, ``--hf-model``, ``--train-data``, ``--mean``, ``--std``, ``--flip``
-    (unlearn, discover)."""
+    """``--model``, ``--model-kwargs``, ``--hf-model``, ``--train-data``, ``--mean``, ``--std``, ``--flip``,
+    ``--image-size`` (unlearn, discover)."""
     g = p.add_argument_group("your own model (instead of a preset's)")
     g.add_argument("--model", metavar="MODULE:FACTORY",
                    help="callable returning your untrained nn.Module, e.g. mypkg.nets:Net or nets.py:make_net; "
@@ -77,11 +78,20 @@ def add_user_model_args(p: argparse.ArgumentParser):
                         "folder)")
     g.add_argument("--train-data", metavar="PATH",
                    help="the training set: a .npz (images, labels, optional ids/mean/std/class_names) or a folder "
-                        "<class>/<image> (ids = positions in the sorted file list)")
+                        "<class>/<image> of any sizes and modes (ids = positions in the sorted file list), or a Hugging "
+                        "Face dataset folder written by save_to_disk")
     g.add_argument("--mean", help="per-channel normalisation your model was trained with, e.g. 0.49,0.48,0.45 "
                                   "(default: the .npz's, else the training set's own)")
     g.add_argument("--std", help="per-channel std, as --mean")
     g.add_argument("--flip", action="store_true", help="horizontal flips are a valid augmentation for this data")
+    g.add_argument("--image-size", type=int, metavar="N",
+                   help="resize images of other sizes (shortest edge) and crop the centre N x N (default: the "
+                        "--hf-model's image processor, else the images must already share one square size)")
+    h = p.add_argument_group("a Hugging Face dataset as --train-data (a save_to_disk folder; rem-unlearn[datasets])")
+    h.add_argument("--image-column", help="the column of images (default: the one Image feature)")
+    h.add_argument("--label-column", help="the column of labels (default: the one ClassLabel, else label/labels)")
+    h.add_argument("--id-column", help="the column of sample ids (default: the row index)")
+    h.add_argument("--split", help="the split of a DatasetDict (default: train, or its only split)")
     return g
 
 
@@ -122,7 +132,8 @@ def user_model(args) -> UserModel | None:
         return None
     source = UserModel(args.train_data, args.model, args.checkpoint, _model_kwargs(args.model_kwargs),
                        args.hf_model, _floats(args.mean, "--mean"), _floats(args.std, "--std"), args.flip,
-                       args.device or "auto")
+                       args.device or "auto", args.image_size,
+                       DatasetColumns(args.image_column, args.label_column, args.id_column, args.split))
     source.validate(keep_capacity=getattr(args, "keep_capacity", False))
     return source
 

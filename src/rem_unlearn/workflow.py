@@ -7,7 +7,7 @@ the command's flags (``--out``, ``--train-data``), as that is what a user of the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -18,13 +18,15 @@ from .api import UnlearnResult, UserModelResult, forget_rows, match_classes, unl
 from .checkpoint import load_weights, save_checkpoint, sidecar_path, versions
 from .config import ConfigError, ExperimentConfig, RuntimeConfig, load_config, to_dict
 from .data.base import ImageDataset
-from .data.user import load_training_set, per_channel
+from .data.hf_dataset import DatasetColumns, datasets_module, is_saved_dataset
+from .data.images import ImageFit, per_channel
+from .data.user import load_training_set
 from .discovery import DiscoveryResult
 from .experiment import Task, checkpoint_experiment, checkpoint_model, models_dir, prepare
 from .files import PathError, check_input, check_output, check_output_folder, check_writable_folder
 from .ids import as_integers, read_ids
 from .models import discard
-from .models.factory import build_user_model
+from .models.factory import build_user_model, input_channels
 from .presets import experiment_preset
 from .tracking import check_tracker, default_log_dir
 from .training import Batcher, Runtime
@@ -156,6 +158,7 @@ class LoadedModel:
     model: nn.Module
     forget_ids: torch.Tensor
     forget_rows: torch.Tensor  # validated once, here
+    image_fit: ImageFit | None = None  # how the training images were resized and cropped; None: as stored
 
     def unlearn(self, method: str = "rem", **kwargs) -> UserModelResult:
         """:func:`rem_unlearn.unlearn_user_model` on the loaded model; ``kwargs`` are its keyword arguments."""
@@ -166,7 +169,8 @@ class LoadedModel:
 class UserModel:
     """Where a user's classifier comes from: ``factory`` (``module:factory``) with ``checkpoint`` (its state_dict)
     and ``model_kwargs``, or ``hf_folder`` (a ``save_pretrained`` folder); with the training set and how its
-    images are normalised (``mean``/``std`` override the folder's or the data's) and augmented."""
+    images are normalised (``mean``/``std`` override the folder's or the data's), augmented and made square
+    (``image_size`` overrides the image processor's resize and crop)."""
 
     train_data: str | Path | None
     factory: str | None = None
@@ -177,6 +181,8 @@ class UserModel:
     std: tuple[float, ...] | None = None
     flip: bool = False
     device: str = "auto"
+    image_size: int | None = None
+    columns: DatasetColumns = field(default_factory=DatasetColumns)  # of a Hugging Face dataset folder
 
     @property
     def hf(self) -> bool:
@@ -208,8 +214,18 @@ class UserModel:
                                   f"{', '.join(missing)}")
             check_input(self.checkpoint, "--checkpoint")
         check_input(self.train_data, "--train-data", folder_ok=True)
+        if is_saved_dataset(Path(self.train_data)):
+            datasets_module()  # the extra, before any work
         if (self.mean or self.std) and not (self.mean and self.std):
             raise ConfigError("give both --mean and --std, or neither")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"--image-size must be a positive number of pixels, got {self.image_size}")
+
+    def _ids_from(self) -> dict:
+        """Where a Hugging Face dataset's ids came from, for the record."""
+        if not is_saved_dataset(Path(self.train_data)):
+            return {}
+        return {"ids_from": f"column {self.columns.id}" if self.columns.id else "row index"}
 
     def check_output(self, out: str | Path, inputs: list[Path], force: bool) -> Path:
         """``out`` before any work: a ``save_pretrained`` folder (the extra imported now), else ``.safetensors``."""
@@ -221,16 +237,22 @@ class UserModel:
         return check_model_output(out, inputs, force)
 
     def load(self, forget_ids: str | Path | Iterable[int] | torch.Tensor) -> LoadedModel:
-        """The model, its training set and the forget ids (a file or integers), validated against the training set
-        before the model is built; call :meth:`validate` first."""
+        """The model, its training set (brought to the model's channels and input size) and the forget ids (a file or
+        integers), validated against the training set before any work; call :meth:`validate` first."""
         forget = read_ids(forget_ids) if isinstance(forget_ids, (str, Path)) else as_integers(forget_ids, "forget ids")
         # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
         runtime = Runtime.from_config(RuntimeConfig(device=self.device, channels_last=False))
-        train = load_training_set(self.train_data, flip=self.flip)
+        fit = None if self.image_size is None else ImageFit.square(self.image_size)
         if self.hf:
             from .models.hf import from_pretrained
 
             model = from_pretrained(self.hf_folder)
+            fit = fit or model.preprocessing.fit
+        else:
+            model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), self.checkpoint)
+        train = load_training_set(self.train_data, flip=self.flip, fit=fit, channels=input_channels(model),
+                                  columns=self.columns)
+        if self.hf:
             model.check_images(train.channels, train.image_size)
             pre = model.preprocessing
             if pre.mean is not None:  # the image processor's normalisation, unless mean/std say otherwise
@@ -240,13 +262,11 @@ class UserModel:
             train = replace(train, mean=per_channel(self.mean, train.channels, "mean", "--mean"),
                             std=per_channel(self.std, train.channels, "std", "--std"))
         rows = forget_rows(train, forget)  # validated before any work; nothing is written on error
-        if not self.hf:
-            model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), self.checkpoint)
         model = runtime.prepare(model)
         x, _, _ = Batcher(train, runtime).batch(torch.arange(min(2, len(train))), augment=False)
         if self.hf:
             model.check_images(train.channels, train.image_size, x)
-        return LoadedModel(runtime, match_classes(model, x, train), model, forget, rows)
+        return LoadedModel(runtime, match_classes(model, x, train), model, forget, rows, fit)
 
     def write(self, loaded: LoadedModel, repaired: UserModelResult, out: Path, inputs: list[Path], force: bool) -> None:
         """The repaired model where the user's code loads it: a state_dict with a sidecar, or a
@@ -255,7 +275,9 @@ class UserModel:
         meta = {"train_data": str(self.train_data), "method": result.method, "method_config": result.config,
                 "forget_ids": loaded.forget_ids.tolist(), "num_classes": train.num_classes,
                 "before": repaired.before, "after": repaired.after, "wall_time_s": result.wall_time_s,
-                "expansion_report": repaired.expansion_report}
+                "expansion_report": repaired.expansion_report,
+                "image_fit": None if loaded.image_fit is None else loaded.image_fit.describe(),
+                "image_channels": train.channels, **self._ids_from()}
         if self.hf:
             from .models.hf import save_pretrained
 

@@ -1,4 +1,4 @@
-"""Dataset lookup errors and the one download helper the loaders share.
+"""Dataset errors (lookup, files, a user's own set) and the one download helper the loaders share.
 
 Downloads are written to a temporary file and moved into place with
 :func:`os.replace`, so an interrupted download never leaves a truncated file
@@ -21,6 +21,10 @@ class DatasetNotFoundError(UserError, FileNotFoundError):
 
 class DatasetFileError(UserError, ValueError):
     """A dataset file that is truncated, corrupt or of another format."""
+
+
+class UserDataError(UserError, ValueError):
+    """A training set given by the user cannot be read as images with labels and ids."""
 
 
 def cache_dir(name: str) -> Path:

@@ -1,4 +1,5 @@
-"""A practitioner's own training set: a ``.npz`` of arrays, or a folder of images per class.
+"""A practitioner's own training set: a ``.npz`` of arrays, or a folder of images per class
+(a Hugging Face dataset: :mod:`.hf_dataset`).
 
 Both become an :class:`ImageDataset` with stable sample ids, so forget ids can
 refer to them:
@@ -30,86 +31,12 @@ import zipfile
 import zlib
 
 import numpy as np
-import torch
 
-from ..errors import UserError
-from ..ids import as_integers
 from .base import ImageDataset
+from .errors import UserDataError
+from .images import ImageFit, as_nchw, make_dataset, stack_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-class UserDataError(UserError, ValueError):
-    """A training set given by the user cannot be read as images with labels and ids."""
-
-
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.float().div_(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-def _to_nchw(images: np.ndarray, where: str) -> torch.Tensor:
-    if images.dtype != np.uint8:
-        raise UserDataError(f"{where}: images must be uint8 (0..255), got {images.dtype}")
-    if images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim == 4:
-        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
-            images = images.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-    else:
-        raise UserDataError(f"{where}: images must have shape (N, H, W), (N, H, W, C) or (N, C, H, W), "
-                            f"got {images.shape}")
-    if images.shape[-1] != images.shape[-2]:
-        raise UserDataError(f"{where}: images must be square, got {images.shape[-2]}x{images.shape[-1]}")
-    if images.shape[-1] == 0 or images.shape[1] == 0:
-        raise UserDataError(f"{where}: images of shape {images.shape[1:]} hold no pixels")
-    return torch.from_numpy(np.ascontiguousarray(images))
-
-
-def per_channel(values, channels: int, what: str, where: str) -> tuple[float, ...]:
-    """``mean`` or ``std``: one finite value per channel (a positive one for ``std``)."""
-    try:
-        arr = np.asarray(values, dtype=np.float64).ravel()
-    except (ValueError, TypeError):
-        raise UserDataError(f"{where}: {what} must be numbers, one per channel") from None
-    if arr.size != channels or not np.isfinite(arr).all():
-        raise UserDataError(f"{where}: {what} needs {channels} finite value(s), one per channel, "
-                            f"got {arr.tolist()[:8]}")
-    if what == "std" and (arr <= 0).any():
-        raise UserDataError(f"{where}: std must be positive, got {arr.tolist()}")
-    return tuple(float(v) for v in arr)
-
-
-def make_dataset(images: torch.Tensor, labels, ids=None, *, name: str = "user", num_classes: int | None = None,
-                 mean=None, std=None, class_names=(), flip: bool = False) -> ImageDataset:
-    """An :class:`ImageDataset` from tensors, with the checks a user's data needs."""
-    labels = as_integers(labels, f"{name}: labels", UserDataError)
-    n = images.shape[0]
-    if n == 0:
-        raise UserDataError(f"{name}: the training set is empty")
-    if len(labels) != n:
-        raise UserDataError(f"{name}: {n} images but {len(labels)} labels")
-    ids = torch.arange(n) if ids is None else as_integers(ids, f"{name}: ids", UserDataError)
-    if len(ids) != n:
-        raise UserDataError(f"{name}: {n} images but {len(ids)} ids")
-    if len(torch.unique(ids)) != n:
-        raise UserDataError(f"{name}: sample ids must be distinct")
-    if int(labels.min()) < 0:
-        raise UserDataError(f"{name}: labels must be non-negative class indices")
-    class_names = tuple(str(c) for c in np.ravel(np.asarray(class_names, dtype=object)))
-    k = int(num_classes or len(class_names) or int(labels.max()) + 1)
-    if int(labels.max()) >= k:
-        raise UserDataError(f"{name}: label {int(labels.max())} is out of range for {k} classes"
-                            f"{f' ({len(class_names)} class names)' if class_names else ''}")
-    if (mean is None) != (std is None):
-        raise UserDataError(f"{name}: give both mean and std, or neither")
-    if mean is None:
-        mean, std = _channel_stats(images)
-    channels = images.shape[1]
-    return ImageDataset(name, images, labels, ids, k, per_channel(mean, channels, "mean", name),
-                        per_channel(std, channels, "std", name), class_names, flip=flip)
 
 
 def load_npz(path: str | Path, flip: bool = False) -> ImageDataset:
@@ -134,7 +61,7 @@ def load_npz(path: str | Path, flip: bool = False) -> ImageDataset:
         raise UserDataError(f"{path}: missing array(s) {missing}; it has {sorted(arrays)} "
                             "(need images, labels; optional ids, mean, std, class_names)")
     names = arrays.get("class_names")
-    return make_dataset(_to_nchw(arrays["images"], str(path)), arrays["labels"], arrays.get("ids"), name=path.stem,
+    return make_dataset(as_nchw(arrays["images"], str(path)), arrays["labels"], arrays.get("ids"), name=path.stem,
                         mean=arrays.get("mean"), std=arrays.get("std"), class_names=() if names is None else names,
                         flip=flip)
 
@@ -159,36 +86,60 @@ def folder_manifest(root: str | Path) -> list[tuple[int, str, int]]:
     return rows
 
 
-def load_image_folder(root: str | Path, flip: bool = False) -> ImageDataset:
-    from PIL import Image  # a dependency of matplotlib
+def load_image_folder(root: str | Path, flip: bool = False, fit: ImageFit | None = None,
+                      channels: int | None = None) -> ImageDataset:
+    """Images of any size and mode under ``root/<class>/``, made square by ``fit`` (see :mod:`.images`)."""
+    from PIL import Image
 
     root = Path(root)
     manifest = folder_manifest(root)
-    arrays = []
-    mode = None
-    for _, rel, _ in manifest:
-        try:
-            with Image.open(root / rel) as img:
-                mode = mode or ("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
-                arrays.append(np.asarray(img.convert(mode)))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL's ways to fail
-            raise UserDataError(f"{root / rel}: not a readable image ({exc})") from exc
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise UserDataError(f"{root}: images differ in size or channels {sorted(shapes)[:4]}; resize them first")
+    arrays = stack_images(len(manifest), lambda i: Image.open(root / manifest[i][1]),
+                          lambda i: f"{root}/{manifest[i][1]}", fit, channels, where=str(root))
     classes = _class_folders(root)
-    return make_dataset(_to_nchw(np.stack(arrays), str(root)), [m[2] for m in manifest],
+    return make_dataset(as_nchw(arrays, str(root)), [m[2] for m in manifest],
                         [m[0] for m in manifest], name=root.name, num_classes=len(classes),
                         class_names=classes, flip=flip)
 
 
-def load_training_set(path: str | Path, flip: bool = False) -> ImageDataset:
-    """A ``.npz`` file or an image folder, by what ``path`` is."""
+def refit(data: ImageDataset, fit: ImageFit | None, channels: int | None = None) -> ImageDataset:
+    """Stored arrays (a ``.npz``) brought to ``fit``'s size and ``channels``; unchanged where they already are."""
+    same_size = fit is None or data.image_size == fit.size
+    same_channels = channels is None or channels == data.channels
+    if same_size and same_channels:
+        return data
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB"}.get(channels or data.channels, "RGB")
+    pixels = data.images.permute(0, 2, 3, 1).numpy()
+    arrays = stack_images(len(data), lambda i: Image.fromarray(pixels[i].squeeze(-1) if pixels.shape[-1] == 1
+                                                                else pixels[i]),
+                          lambda i: f"{data.name}: image {i}", fit, channels, modes=[mode] * len(data),
+                          where=data.name)
+    images = as_nchw(arrays, data.name)
+    mean, std = (data.mean, data.std) if same_channels else (None, None)
+    return make_dataset(images, data.labels, data.ids, name=data.name, num_classes=data.num_classes,
+                        mean=mean, std=std, class_names=data.class_names, flip=data.flip)
+
+
+def load_training_set(path: str | Path, flip: bool = False, fit: ImageFit | None = None,
+                      channels: int | None = None, columns=None) -> ImageDataset:
+    """A ``.npz`` file, a Hugging Face ``save_to_disk`` folder (``columns``: a
+    :class:`~.hf_dataset.DatasetColumns`) or an image folder, by what ``path`` is; made square by ``fit`` with
+    ``channels`` (None: the set's own)."""
+    from .hf_dataset import DatasetColumns, is_saved_dataset, load_saved_dataset
+
     path = Path(path)
+    columns = columns or DatasetColumns()
     if not path.exists():
         raise UserDataError(f"training set not found: {path}")
+    if is_saved_dataset(path):
+        return load_saved_dataset(path, columns, flip=flip, fit=fit, channels=channels)
+    if columns.given():
+        raise UserDataError(f"{path}: {', '.join(columns.given())} apply to a Hugging Face dataset folder "
+                            "(save_to_disk) only")
     if path.is_dir():
-        return load_image_folder(path, flip=flip)
+        return load_image_folder(path, flip=flip, fit=fit, channels=channels)
     if path.suffix == ".npz":
-        return load_npz(path, flip=flip)
-    raise UserDataError(f"{path}: give a .npz file or a folder of images per class")
+        return refit(load_npz(path, flip=flip), fit, channels)
+    raise UserDataError(f"{path}: give a .npz file, a folder of images per class or a Hugging Face dataset folder "
+                        "(save_to_disk)")

@@ -67,3 +67,13 @@ def build_user_model(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Modu
     if not isinstance(model, nn.Module):
         raise ModelFactoryError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """The number of image channels ``model`` takes, where it says: a ``num_channels`` attribute (Hugging Face
+    models), else its first convolution's ``in_channels``; None for a model that does not start with one."""
+    channels = getattr(model, "num_channels", None)
+    if isinstance(channels, int):
+        return channels
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    return first.in_channels if isinstance(first, nn.Conv2d) else None

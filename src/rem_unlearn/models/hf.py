@@ -11,8 +11,9 @@ calling ``save_pretrained``.
   config (Hugging Face would silently initialise the missing ones).
 * :class:`Preprocessing` reads ``preprocessor_config.json``: the processor's
   rescale + normalisation become the dataset's mean/std in this package's
-  units (pixels / 255), and its resize/crop size is the image size the
-  model expects.  Images are fed as they are: this package does not resize.
+  units (pixels / 255), and its resize and centre crop become the
+  :class:`~rem_unlearn.data.images.ImageFit` that training images of other
+  sizes are brought to.
 * :func:`save_pretrained` writes the folder whole into a temporary folder and
   renames it into place, with the processor config and a ``rem_unlearn.json``
   record beside the weights; ``transformers`` loads it unchanged.
@@ -32,6 +33,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..data.images import RESAMPLE, ImageFit
 from ..errors import UserError, require_extra
 from ..files import atomic_folder, check_output_folder, json_text, read_json_object
 
@@ -69,8 +71,13 @@ class Preprocessing:
 
     mean: tuple[float, ...] | None = None  # in this package's units: (pixel / 255 - mean) / std
     std: tuple[float, ...] | None = None
-    size: tuple[int, int] | None = None  # (height, width) after resize/crop; None = fed as given
+    fit: ImageFit | None = None  # its resize and centre crop; None = images fed as given
     source: str = ""
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(height, width) of the model's input, where the processor fixes it."""
+        return None if self.fit is None else (self.fit.size, self.fit.size)
 
     @classmethod
     def read(cls, folder: str | Path) -> "Preprocessing":
@@ -78,7 +85,7 @@ class Preprocessing:
         if not path.is_file():
             return cls()
         cfg = read_json_object(path, HFModelError, "image processor config")
-        return cls(*_normalisation(cfg, path), _final_size(cfg, path), str(path))
+        return cls(*_normalisation(cfg, path), _fit(cfg, path), str(path))
 
 
 def _numbers(value: Any, path: Path, key: str) -> tuple[float, ...]:
@@ -107,27 +114,38 @@ def _normalisation(cfg: dict, path: Path) -> tuple[tuple[float, ...], tuple[floa
     return tuple(m / unit for m in mean), tuple(s / unit for s in std)
 
 
-def _final_size(cfg: dict, path: Path) -> tuple[int, int] | None:
-    """(height, width) the processor resizes and crops to, or None when it does not resize."""
+def _fit(cfg: dict, path: Path) -> ImageFit | None:
+    """The processor's resize and centre crop as an :class:`ImageFit`, or None when it does neither."""
 
     def hw(value: Any) -> tuple[int, int] | None:
         if isinstance(value, int):
             return (value, value)
-        if isinstance(value, dict):
-            if "height" in value and "width" in value:
-                return (int(value["height"]), int(value["width"]))
-            if "shortest_edge" in value:  # square images: both sides become shortest_edge
-                return (int(value["shortest_edge"]),) * 2
+        if isinstance(value, dict) and "height" in value and "width" in value:
+            return (int(value["height"]), int(value["width"]))
         return None
 
-    size = None
+    resize: int | tuple[int, int] | None = None
+    final = None
     if cfg.get("do_resize", False):
-        size = hw(cfg.get("size"))
-        if size is None:
-            raise HFModelError(f"{path}: cannot read the resize target size={cfg.get('size')!r}")
+        size = cfg.get("size")
+        if isinstance(size, dict) and "shortest_edge" in size:
+            edge = int(size["shortest_edge"])
+            crop_pct = cfg.get("crop_pct")
+            # ConvNeXt-style processors resize the shortest edge to edge / crop_pct and crop edge x edge below 384.
+            resize = int(edge / crop_pct) if crop_pct and edge < 384 else edge
+            final = (edge, edge)
+        else:
+            resize = final = hw(size)
+            if resize is None:
+                raise HFModelError(f"{path}: cannot read the resize target size={size!r}")
     if cfg.get("do_center_crop", False) and hw(cfg.get("crop_size")) is not None:
-        size = hw(cfg.get("crop_size"))
-    return size
+        final = hw(cfg.get("crop_size"))
+    if final is None:
+        return None
+    if final[0] != final[1]:
+        raise HFModelError(f"{path}: the processor makes {final[0]}x{final[1]} inputs; rem-unlearn trains on square "
+                           "images only")
+    return ImageFit(final[0], resize, RESAMPLE.get(cfg.get("resample"), "bilinear"), str(path))
 
 
 class HFClassifier(nn.Module):
@@ -167,8 +185,7 @@ class HFClassifier(nn.Module):
         want = self.preprocessing.size
         if want is not None and want != (size, size):
             raise HFModelError(f"{where} expects {want[0]}x{want[1]} images (its image processor resizes to that, "
-                               f"{PROCESSOR_FILE}) but the training images are {size}x{size}; rem-unlearn feeds "
-                               f"images as they are, so resize them to {want[0]}x{want[1]} first")
+                               f"{PROCESSOR_FILE}) but the training images are {size}x{size}")
         if example is not None:
             was_training = self.training
             try:
