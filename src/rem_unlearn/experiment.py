@@ -14,11 +14,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, cache_key, is_complete, load_weights, read_meta, save_checkpoint
+from .checkpoint import (CheckpointError, cache_key, is_complete, load_weights, read_meta, save_checkpoint,
+                         sidecar_path)
 from .config import ConfigError, DataConfig, ExperimentConfig, _merge, from_dict, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
-from .files import FileLock, check_writable_folder, remove_temp_files
+from .files import FileLock, atomic_path, check_writable_folder, remove_temp_files
 from .metrics import Evaluator
 from .models import build_model, rebuild_model
 from .training import Runtime, train_model
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
     """Training split (optionally a seeded subset; ids stay those of the full split) and the evaluation split:
     the test split, or with ``evaluate_on="validation"`` other images of the training split (the test split is
-    then not read)."""
+    then not read). Data a driver sent (:func:`provide_data`) is returned as it was sent."""
+    provided = _PROVIDED.get(data_id(cfg))
+    if provided is not None:
+        return provided
     full = load_dataset(cfg.name, "train", root=cfg.root, download=cfg.download)
     train = full
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.subset_seed))
@@ -55,9 +59,16 @@ def split_fingerprint(images: torch.Tensor, labels: torch.Tensor, ids: torch.Ten
 
 
 _FINGERPRINTS: dict[str, str] = {}  # per process: the data config -> the fingerprint of its training split
+_PROVIDED: dict[str, tuple[ImageDataset, ImageDataset]] = {}  # per process: splits a driver sent, by data config
 
 
-def _data_id(cfg: DataConfig) -> str:
+def provide_data(cfg: DataConfig, splits: tuple[ImageDataset, ImageDataset]) -> None:
+    """Make :func:`load_data` return ``splits`` for ``cfg`` in this process: the data of a driver whose workers
+    cannot read its files (a cluster without a shared disk)."""
+    _PROVIDED[data_id(cfg)] = splits
+
+
+def data_id(cfg: DataConfig) -> str:
     data = to_dict(cfg)
     data["root"] = os.path.realpath(os.path.expanduser(cfg.root)) if cfg.root else None
     return cache_key(data)
@@ -65,7 +76,7 @@ def _data_id(cfg: DataConfig) -> str:
 
 def data_fingerprint(cfg: DataConfig) -> str:
     """The fingerprint of the training split ``cfg`` reads (loaded once per process and data config)."""
-    key = _data_id(cfg)
+    key = data_id(cfg)
     if key not in _FINGERPRINTS:
         train, _ = load_data(cfg)
         _FINGERPRINTS[key] = split_fingerprint(train.images, train.labels, train.ids)
@@ -94,6 +105,29 @@ def model_path(cfg: ExperimentConfig, fingerprint: str | None = None) -> Path:
 
 def is_cached(cfg: ExperimentConfig) -> bool:
     return is_complete(model_path(cfg))
+
+
+def model_files(cfg: ExperimentConfig) -> dict[str, bytes]:
+    """The cached model of ``cfg`` as file name -> bytes (weights and sidecar), to send to another machine."""
+    path = model_path(cfg)
+    return {p.name: p.read_bytes() for p in (path, sidecar_path(path))}
+
+
+def install_model(cfg: ExperimentConfig, files: dict[str, bytes]) -> bool:
+    """Write a model received from another machine (:func:`model_files`) into this machine's cache, under the
+    model's lock, unless it is there already; True when it was written."""
+    path = model_path(cfg)
+    if is_complete(path):
+        return False
+    check_writable_folder(path.parent, f"runtime.cache_dir {cfg.runtime.cache_dir}")
+    with FileLock(path.with_name(".lock")):
+        if is_complete(path):
+            return False
+        remove_temp_files(path.parent)
+        for name in (path.name, sidecar_path(path).name):  # the sidecar last: it marks the model complete
+            with atomic_path(path.parent / name) as tmp:
+                tmp.write_bytes(files[name])
+    return True
 
 
 def method_overrides(cfg: ExperimentConfig, overrides: dict) -> dict:
@@ -141,7 +175,7 @@ def prepare(cfg: ExperimentConfig, *, train: bool = True, data: tuple[CorruptedD
     corrupted, test = data or corrupted_data(cfg)
     c = corrupted.train
     fingerprint = split_fingerprint(c.images, corrupted.true_labels, c.ids)  # the clean split: labels before corruption
-    _FINGERPRINTS.setdefault(_data_id(cfg.data), fingerprint)
+    _FINGERPRINTS.setdefault(data_id(cfg.data), fingerprint)
     path = model_path(cfg, fingerprint)
     if not is_complete(path):
         if not train:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .grid import GRID_PRESETS
 
@@ -48,8 +49,8 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
                    help="grid preset (default: %(default)s)")
     p.add_argument("--config", help="TOML/YAML/JSON grid file applied onto the preset")
     p.add_argument("--results", help="results folder (default: results/<preset>)")
-    p.add_argument("--engine", default="local", choices=("local", "ray"),
-                   help="where cells run (default: %(default)s)")
+    p.add_argument("--engine", default="local", choices=("local", "ray", "submitit"),
+                   help="where cells run (default: %(default)s; submitit: SLURM job arrays, rem-unlearn[slurm])")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel cells and pre-trainings (local default 1; on a CPU, one per core is fastest; "
                         "ray default: cores / threads)")
@@ -57,6 +58,11 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
                    help="torch threads per cell (default: cores / workers)")
     p.add_argument("--ray-address", help="Ray cluster to join, e.g. auto or ray://host:10001 "
                    "(default: start a local instance)")
+    p.add_argument("--submitit-folder", help="submitit's job files and logs (default: RESULTS/submitit)")
+    p.add_argument("--cluster", choices=("slurm", "local"), default="slurm",
+                   help="submitit's cluster: slurm, or local to try a sweep on this machine (default: %(default)s)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a SLURM parameter for every job, e.g. --slurm partition=gpu --slurm time=120 (repeatable)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device (grid key device)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells whose record is a failure")
@@ -71,6 +77,19 @@ def add_bench_parser(subparsers, func, parents=()) -> argparse.ArgumentParser:
     return p
 
 
+def slurm_parameters(pairs: list[str]) -> dict[str, Any]:
+    """``--slurm key=value`` flags as submitit parameters (numbers as numbers)."""
+    from ..config import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--slurm {pair!r}: expected KEY=VALUE, e.g. partition=gpu")
+        out[key.strip()] = int(value) if value.strip().isdigit() else value
+    return out
+
+
 def run_bench(args) -> int:
     """Exit status 0, or 1 when a cell failed (its traceback is in its record); user errors raise."""
     from .grid import load_grid
@@ -82,10 +101,15 @@ def run_bench(args) -> int:
     grid = load_grid(args.preset, args.config, overrides)
     results = Path(args.results or Path("results") / args.preset)
     start = time.perf_counter()
+    options = {}
+    if args.engine == "submitit":
+        options = {"submitit_folder": args.submitit_folder or results / "submitit", "submitit_cluster": args.cluster,
+                   "slurm": slurm_parameters(args.slurm)}
     records = run_grid(grid, results, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
                        quiet=args.quiet, retry_failed=args.retry_failed, force=args.force,
                        threads=getattr(args, "threads", None), command=getattr(args, "command_line", None),
-                       track=getattr(args, "log", None), track_dir=getattr(args, "log_dir", None))
+                       track=getattr(args, "log", None), track_dir=getattr(args, "log_dir", None),
+                       engine_options=options)
     elapsed = time.perf_counter() - start
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"bench: {len(records)} records ({len(failed)} failed) in {elapsed:.1f}s")

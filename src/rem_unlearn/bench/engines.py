@@ -1,4 +1,4 @@
-"""Where cells run: in this process, in a local process pool, or on Ray.
+"""Where cells run: in this process, in a local process pool, on Ray, or as SLURM jobs (submitit).
 
 An engine has ``run(cells)``, a generator yielding one record per cell as
 each completes (in completion order); the driver writes the records.  The
@@ -14,8 +14,10 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -130,11 +132,18 @@ def import_ray():
     return ray
 
 
-def _ray_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
+def _ray_cell(cell: Cell, threads: int | None, shipped: list) -> dict[str, Any]:
+    """A cell on a Ray worker, with the driver's data (always) and model (where this node's cache lacks it)."""
     set_threads(threads)
-    from rem_unlearn.bench.cell import run_cell as worker_run_cell
+    import ray
 
-    return worker_run_cell(cell, verify=True)
+    from rem_unlearn.bench.cell import run_cell as worker_run_cell
+    from rem_unlearn.experiment import install_model, provide_data
+
+    data, model = shipped  # object refs inside a list: Ray leaves them for this task to fetch
+    provide_data(cell.experiment.data, ray.get(data))
+    received = model is not None and install_model(cell.experiment, ray.get(model))
+    return {**worker_run_cell(cell, verify=True), "model_source": "received" if received else "node cache"}
 
 
 class RayEngine:
@@ -142,9 +151,11 @@ class RayEngine:
 
     ``address=None`` starts a local Ray instance (``num_cpus`` = the cores, or
     ``workers x threads``) unless Ray is already initialised in this process;
-    ``address="auto"`` or ``"ray://host:10001"`` joins a cluster, whose nodes
-    must see ``runtime.cache_dir`` (a shared filesystem) to reuse the models
-    pre-trained by the driver.  Each task reserves ``threads`` CPUs (default:
+    ``address="auto"`` or ``"ray://host:10001"`` joins a cluster.  The nodes need
+    no shared disk: the driver puts each data split and each model it
+    pre-trained into Ray's object store once, every task takes the data from
+    there, and a node whose ``runtime.cache_dir`` lacks a model writes the
+    driver's copy into it (records say ``model_source``).  Each task reserves ``threads`` CPUs (default:
     ``cores // workers`` when ``workers`` is given, else 1) and one GPU when
     the cells run on ``cuda`` (override with ``num_gpus``).
     """
@@ -186,9 +197,22 @@ class RayEngine:
         if gpus:
             slots = min(slots, int(resources.get("GPU", 0) // gpus))
         submitted: list = []
+        shipped: dict[str, Any] = {}  # data config or model -> object ref, put once
+
+        def ship(cell: Cell) -> list:
+            from ..experiment import data_id, is_cached, load_data, model_files
+            from .cell import task_key
+
+            cfg = cell.experiment
+            data, model = f"data {data_id(cfg.data)}", f"model {task_key(cfg)}"
+            if data not in shipped:
+                shipped[data] = ray.put(load_data(cfg.data))
+            if model not in shipped:
+                shipped[model] = ray.put(model_files(cfg)) if is_cached(cfg) else None
+            return [shipped[data], shipped[model]]
 
         def submit(cell: Cell):
-            submitted.append(task.remote(cell, self.threads))
+            submitted.append(task.remote(cell, self.threads, ship(cell)))
             return submitted[-1]
 
         def wait_any(pending: list) -> tuple[list, list]:
@@ -204,9 +228,102 @@ class RayEngine:
                 ray.shutdown()
 
 
+def import_submitit():
+    try:
+        import submitit
+    except ImportError as exc:
+        raise EngineUnavailableError("the submitit engine needs submitit, which is not installed: "
+                                     "pip install 'rem-unlearn[slurm]'") from exc
+    return submitit
+
+
+class SubmititEngine:
+    """Cells as SLURM jobs through submitit: one job array per sweep; records come back to the driver.
+
+    On ``cluster="slurm"`` every cell of the sweep is one task of a single job
+    array, at most ``workers`` running at a time (``slurm_array_parallelism``).
+    ``cluster="local"`` (submitit's local executor: tests, or one machine
+    without SLURM) submits one job per cell, ``workers`` at a time, so the
+    cores are never oversubscribed.  Jobs train the models they need
+    themselves (under the cache's per-model lock, on the shared disk that
+    SLURM clusters have), so the driver trains nothing.  A killed sweep
+    leaves claims that die with the driver; the next run resubmits exactly the
+    cells without a record.  ``slurm`` is passed to ``update_parameters``
+    (``partition``, ``time`` ...; ``slurm_`` prefix optional).
+    """
+
+    trains_in_cells = True  # the runner leaves pre-training to the cells
+
+    def __init__(self, folder: str | Path, cluster: str = "slurm", workers: int | None = None,
+                 threads: int | None = None, gpus: int = 0, timeout_min: int = 240, slurm: dict | None = None,
+                 poll_seconds: float = 5.0):
+        if cluster not in ("slurm", "local"):
+            raise ConfigError(f"unknown submitit cluster {cluster!r}; choose slurm or local")
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.folder, self.cluster = Path(folder), cluster
+        self.workers = workers or (1 if cluster == "local" else 64)
+        self.threads = threads or (max(1, _cores() // self.workers) if cluster == "local" else 1)
+        self.gpus, self.timeout_min, self.poll_seconds = gpus, timeout_min, poll_seconds
+        self.slurm = {k if k.startswith("slurm_") else f"slurm_{k}": v for k, v in (slurm or {}).items()}
+
+    def describe(self) -> str:
+        return (f"submitit engine ({self.cluster}), {self.workers} job(s) at a time x {self.threads} thread(s), "
+                f"logs in {self.folder}")
+
+    def executor(self):
+        submitit = import_submitit()
+        executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
+        executor.update_parameters(timeout_min=self.timeout_min, cpus_per_task=self.threads,
+                                   gpus_per_node=self.gpus, name="rem-unlearn", slurm_array_parallelism=self.workers,
+                                   **self.slurm)
+        return executor
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
+        executor = self.executor()
+        cells = iter(cells)
+        if self.cluster == "slurm":  # one array of every cell; SLURM runs `workers` of its tasks at a time
+            cells = list(cells)
+            if not cells:
+                return
+            tasks = iter(executor.map_array(_submitit_cell, cells, [self.threads] * len(cells)))
+            start, slots = (lambda cell: next(tasks)), len(cells)  # the array's task of each cell, in order
+            cells = iter(cells)
+        else:  # the local executor has no parallelism limit: `workers` jobs in flight
+            start, slots = (lambda cell: executor.submit(_submitit_cell, cell, self.threads)), self.workers
+        jobs: list = []
+
+        def submit(cell: Cell):
+            jobs.append(start(cell))
+            return jobs[-1]
+
+        try:
+            yield from bounded(cells, slots, submit, self._wait_any, lambda job: job.result(), "submitit job failed")
+        finally:
+            for job in jobs:
+                if not job.done():
+                    job.cancel(check=False)
+
+    def _wait_any(self, pending: list) -> tuple[list, list]:
+        while True:
+            done = [job for job in pending if job.done()]
+            if done:
+                return done, [job for job in pending if job not in done]
+            time.sleep(self.poll_seconds)
+
+
+def _submitit_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
+    set_threads(threads)
+    from rem_unlearn.bench.cell import run_cell as worker_run_cell
+
+    return worker_run_cell(cell, verify=True)
+
+
 def make_engine(engine: Any = "local", workers: int | None = None, ray_address: str | None = None,
-                threads: int | None = None):
-    """An engine object from its name (``"local"``/``"ray"``); an object with ``run`` is returned as is."""
+                threads: int | None = None, submitit_folder: str | Path | None = None,
+                submitit_cluster: str = "slurm", slurm: dict | None = None):
+    """An engine object from its name (``"local"``/``"ray"``/``"submitit"``); an object with ``run`` is returned
+    as is."""
     if hasattr(engine, "run"):
         return engine
     for flag, value in (("--workers", workers), ("--threads", threads)):
@@ -217,4 +334,9 @@ def make_engine(engine: Any = "local", workers: int | None = None, ray_address: 
     if engine == "ray":
         import_ray()  # fail before any work when Ray is missing
         return RayEngine(ray_address, workers=workers, threads=threads)
-    raise ConfigError(f"unknown engine {engine!r}; choose local or ray")
+    if engine == "submitit":
+        import_submitit()
+        if submitit_folder is None:
+            raise ConfigError("the submitit engine needs a folder for its job files (--submitit-folder)")
+        return SubmititEngine(submitit_folder, submitit_cluster, workers=workers, threads=threads, slurm=slurm)
+    raise ConfigError(f"unknown engine {engine!r}; choose local, ray or submitit")

@@ -160,7 +160,8 @@ def current_command() -> str:
 def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "local", workers: int | None = 1,
              ray_address: str | None = None, quiet: bool = False, retry_failed: bool = False,
              force: bool = False, threads: int | None = None, command: str | None = None,
-             track: str | None = None, track_dir: str | Path | None = None) -> list[dict[str, Any]]:
+             track: str | None = None, track_dir: str | Path | None = None,
+             engine_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``grid`` into ``results_dir``, then build the report there.
 
     Finished cells (a valid record in ``records/``) are skipped; failed ones
@@ -169,8 +170,8 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     folder and data are checked before anything is written.  Sweeps running
     at the same time over one folder share the cells: each claims a cell
     before running it, skips what another finished, and waits for what
-    another is running.  ``engine`` is ``"local"``, ``"ray"`` or an engine
-    object with ``run(cells)``.  Returns the records of this sweep's cells; the
+    another is running.  ``engine`` is ``"local"``, ``"ray"``, ``"submitit"`` (with
+    ``engine_options``: :func:`make_engine`'s) or an engine object with ``run(cells)``.  Returns the records of this sweep's cells; the
     report covers every record of the folder's grid (all seeds run into it so far).
 
     Every record this sweep writes carries ``command`` (default: this
@@ -194,7 +195,8 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
     keyed: dict[str, Cell] = {}
     for cell in cells:
         keyed.setdefault(cell.key, cell)
-    runner_engine = make_engine(engine, workers=workers, ray_address=ray_address, threads=threads)
+    runner_engine = make_engine(engine, workers=workers, ray_address=ray_address, threads=threads,
+                                **(engine_options or {}))
     store = ResultStore(results_dir)
     store.check_writable()
     store.check_grid(grid, force=force)
@@ -214,7 +216,10 @@ def run_grid(grid: GridConfig | dict, results_dir: str | Path, engine: Any = "lo
                   f"({getattr(runner_engine, 'describe', lambda: type(runner_engine).__name__)()}) -> {store.root}",
                   flush=True)
         pool = pretrain_pool(runner_engine)
-        in_cells = left_to_cells([c for _, c in todo], pool.get("workers", 1))
+        if getattr(runner_engine, "trains_in_cells", False):  # jobs on a cluster train their own models
+            in_cells = set(uncached_models(c for _, c in todo))
+        else:
+            in_cells = left_to_cells([c for _, c in todo], pool.get("workers", 1))
         todo = training_first(todo, in_cells)
         pretrain = [c for _, c in todo if task_key(c.experiment) not in in_cells]
         pre_errors = pretrain_all(pretrain, quiet=quiet, **pool) if pretrain else {}
