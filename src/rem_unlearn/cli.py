@@ -87,6 +87,9 @@ def add_user_model_args(p: argparse.ArgumentParser):
     g.add_argument("--image-size", type=int, metavar="N",
                    help="resize images of other sizes (shortest edge) and crop the centre N x N (default: the "
                         "--hf-model's image processor, else the images must already share one square size)")
+    g.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
+                   help="hold an image folder or dataset in memory, or in a store on disk read a batch at a time "
+                        "(default: auto, on disk when it would take more than half the available memory)")
     h = p.add_argument_group("a Hugging Face dataset as --train-data (a save_to_disk folder; rem-unlearn[datasets])")
     h.add_argument("--image-column", help="the column of images (default: the one Image feature)")
     h.add_argument("--label-column", help="the column of labels (default: the one ClassLabel, else label/labels)")
@@ -133,7 +136,7 @@ def user_model(args) -> UserModel | None:
     source = UserModel(args.train_data, args.model, args.checkpoint, _model_kwargs(args.model_kwargs),
                        args.hf_model, _floats(args.mean, "--mean"), _floats(args.std, "--std"), args.flip,
                        args.device or "auto", args.image_size,
-                       DatasetColumns(args.image_column, args.label_column, args.id_column, args.split))
+                       DatasetColumns(args.image_column, args.label_column, args.id_column, args.split), args.store)
     source.validate(keep_capacity=getattr(args, "keep_capacity", False))
     return source
 

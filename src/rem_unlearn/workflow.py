@@ -183,6 +183,7 @@ class UserModel:
     device: str = "auto"
     image_size: int | None = None
     columns: DatasetColumns = field(default_factory=DatasetColumns)  # of a Hugging Face dataset folder
+    store: str = "auto"  # a folder or dataset in memory, or on disk (auto: by size)
 
     @property
     def hf(self) -> bool:
@@ -251,7 +252,7 @@ class UserModel:
         else:
             model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), self.checkpoint)
         train = load_training_set(self.train_data, flip=self.flip, fit=fit, channels=input_channels(model),
-                                  columns=self.columns)
+                                  columns=self.columns, store=self.store)
         if self.hf:
             model.check_images(train.channels, train.image_size)
             pre = model.preprocessing

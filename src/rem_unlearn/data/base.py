@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .store import DiskImages
+
 
 @dataclass
 class ImageDataset:
@@ -22,7 +24,7 @@ class ImageDataset:
     """
 
     name: str
-    images: torch.Tensor  # uint8, (N, C, H, W)
+    images: torch.Tensor  # uint8, (N, C, H, W); or a DiskImages store read a batch at a time (data/store.py)
     labels: torch.Tensor  # int64, (N,)
     ids: torch.Tensor  # int64, (N,)
     num_classes: int
@@ -75,7 +77,7 @@ class ImageDataset:
         rows = torch.as_tensor(rows, dtype=torch.long)
         return replace(
             self,
-            images=self.images[rows],
+            images=self.images.take(rows) if isinstance(self.images, DiskImages) else self.images[rows],  # a view
             labels=self.labels[rows],
             ids=self.ids[rows],
             triggered=self.triggered[rows],

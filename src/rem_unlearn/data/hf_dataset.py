@@ -21,6 +21,7 @@ from ..errors import require_extra
 from .base import ImageDataset
 from .errors import UserDataError
 from .images import ImageFit, as_nchw, make_dataset, stack_images
+from .store import cached_store, use_disk
 
 SAVED_MARKERS = ("dataset_dict.json", "state.json")  # what save_to_disk writes (DatasetDict, Dataset)
 
@@ -48,7 +49,7 @@ def is_saved_dataset(folder: Path) -> bool:
 
 
 def load_saved_dataset(folder: str | Path, columns: DatasetColumns = DatasetColumns(), *, flip: bool = False,
-                       fit: ImageFit | None = None, channels: int | None = None) -> ImageDataset:
+                       fit: ImageFit | None = None, channels: int | None = None, store: str = "auto") -> ImageDataset:
     """A ``save_to_disk`` folder (a ``Dataset``, or one split of a ``DatasetDict``)."""
     folder = Path(folder)
     datasets = datasets_module()
@@ -64,7 +65,7 @@ def load_saved_dataset(folder: str | Path, columns: DatasetColumns = DatasetColu
         saved = saved[split]
     elif columns.split is not None:
         raise UserDataError(f"{folder}: --split {columns.split} needs a DatasetDict; this folder holds one Dataset")
-    return from_hf_dataset(saved, columns, flip=flip, fit=fit, channels=channels, name=folder.name)
+    return from_hf_dataset(saved, columns, flip=flip, fit=fit, channels=channels, name=folder.name, store=store)
 
 
 def _one_of(found: list[str], what: str, flag: str, names: list[str], name: str) -> str:
@@ -76,7 +77,8 @@ def _one_of(found: list[str], what: str, flag: str, names: list[str], name: str)
 
 
 def from_hf_dataset(dataset, columns: DatasetColumns = DatasetColumns(), *, flip: bool = False,
-                    fit: ImageFit | None = None, channels: int | None = None, name: str = "hf-dataset") -> ImageDataset:
+                    fit: ImageFit | None = None, channels: int | None = None, name: str = "hf-dataset",
+                    store: str = "memory") -> ImageDataset:
     """A ``datasets.Dataset`` as an :class:`ImageDataset`; ids from ``columns.id``, else the row index."""
     datasets = datasets_module()
     if not isinstance(dataset, datasets.Dataset):
@@ -105,8 +107,17 @@ def from_hf_dataset(dataset, columns: DatasetColumns = DatasetColumns(), *, flip
             raise UserDataError(f"{name}: row {i} has no image")
         return Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"])
 
-    arrays = stack_images(len(dataset), open_image, lambda i: f"{name}: row {i} ({image})", fit, channels,
-                          where=name)
+    def build(allocate=None):
+        return stack_images(len(dataset), open_image, lambda i: f"{name}: row {i} ({image})", fit, channels,
+                            where=name, **({"allocate": allocate} if allocate else {}))
+
+    side = fit.size if fit else 256  # without a fit, a guess for store=auto (datasets give no sizes cheaply)
+    if use_disk(store, len(dataset) * side * side * 3):
+        source = {"dataset": getattr(dataset, "_fingerprint", None) or name, "image": image,
+                  "fit": fit and fit.describe(), "channels": channels}
+        images = cached_store(name, source, build)
+    else:
+        images = as_nchw(build(), name)
     ids = None if columns.id is None else list(dataset[columns.id])
-    return make_dataset(as_nchw(arrays, name), list(dataset[label]), ids, name=name,
+    return make_dataset(images, list(dataset[label]), ids, name=name,
                         num_classes=len(class_names) or None, class_names=class_names, flip=flip)

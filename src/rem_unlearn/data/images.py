@@ -25,6 +25,7 @@ import torch
 from ..ids import as_integers
 from .base import ImageDataset
 from .errors import UserDataError
+from .store import DiskImages
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # PIL's numbering
@@ -82,8 +83,10 @@ class ImageFit:
 
 def stack_images(count: int, open_image: Callable[[int], object], name: Callable[[int], str],
                  fit: ImageFit | None, channels: int | None = None, modes: Sequence[str] | None = None,
-                 where: str = "the training set") -> np.ndarray:
-    """``count`` images as one (N, H, W, C) uint8 array, written in place (no second copy of the set).
+                 where: str = "the training set",
+                 allocate: Callable[[tuple], np.ndarray] = lambda shape: np.empty(shape, np.uint8)) -> np.ndarray:
+    """``count`` images as one (N, H, W, C) uint8 array from ``allocate`` (memory, or a store's file), written in
+    place (no second copy of the set).
 
     ``open_image(i)`` returns a PIL image (a context manager); ``name(i)`` names it in errors. ``modes`` are the
     images' PIL modes where the caller knows them without decoding; otherwise a first pass reads the headers.
@@ -121,7 +124,7 @@ def stack_images(count: int, open_image: Callable[[int], object], name: Callable
         raise UserDataError(f"the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) can be made")
     mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if all(target_mode(m) == "L" for m in modes) else "RGB")
     first = read(0, decode=True, mode=mode)
-    out = np.empty((count, *first.shape[:2], 1 if first.ndim == 2 else first.shape[2]), dtype=np.uint8)
+    out = allocate((count, *first.shape[:2], 1 if first.ndim == 2 else first.shape[2]))
     out[0] = first.reshape(out.shape[1:])
     for i in range(1, count):
         arr = read(i, decode=True, mode=mode)
@@ -137,10 +140,20 @@ def target_mode(mode: str) -> str:
     return "L" if mode in GREY_MODES else "RGB"
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.float().div_(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in pixel / 255 units, a chunk of images at a time (a store is never loaded)."""
+    chunks = images.chunks() if isinstance(images, DiskImages) else images.split(4096)
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    count = 0
+    for chunk in chunks:
+        x = chunk.double().div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+        count += x.numel() // x.shape[1]
+    mean = total / count
+    var = (squares - count * mean.square()) / max(1, count - 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-3)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 

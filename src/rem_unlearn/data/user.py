@@ -35,6 +35,7 @@ import numpy as np
 from .base import ImageDataset
 from .errors import UserDataError
 from .images import ImageFit, as_nchw, make_dataset, stack_images
+from .store import cached_store, use_disk
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -87,18 +88,41 @@ def folder_manifest(root: str | Path) -> list[tuple[int, str, int]]:
 
 
 def load_image_folder(root: str | Path, flip: bool = False, fit: ImageFit | None = None,
-                      channels: int | None = None) -> ImageDataset:
-    """Images of any size and mode under ``root/<class>/``, made square by ``fit`` (see :mod:`.images`)."""
+                      channels: int | None = None, store: str = "memory") -> ImageDataset:
+    """Images of any size and mode under ``root/<class>/``, made square by ``fit`` (see :mod:`.images`); held in
+    memory, or in a store on disk (``store``: memory, disk, or auto by size; see :mod:`.store`)."""
     from PIL import Image
 
     root = Path(root)
     manifest = folder_manifest(root)
-    arrays = stack_images(len(manifest), lambda i: Image.open(root / manifest[i][1]),
-                          lambda i: f"{root}/{manifest[i][1]}", fit, channels, where=str(root))
+
+    def build(allocate=None):
+        return stack_images(len(manifest), lambda i: Image.open(root / manifest[i][1]),
+                            lambda i: f"{root}/{manifest[i][1]}", fit, channels, where=str(root),
+                            **({"allocate": allocate} if allocate else {}))
+
+    if use_disk(store, len(manifest) * _pixels(root / manifest[0][1], fit) * 3):
+        files = [(rel, st.st_size, st.st_mtime_ns) for _, rel, _ in manifest for st in [(root / rel).stat()]]
+        source = {"folder": str(root.resolve()), "files": files, "fit": fit and fit.describe(), "channels": channels}
+        images = cached_store(root.name, source, build)
+    else:
+        images = as_nchw(build(), str(root))
     classes = _class_folders(root)
-    return make_dataset(as_nchw(arrays, str(root)), [m[2] for m in manifest],
-                        [m[0] for m in manifest], name=root.name, num_classes=len(classes),
-                        class_names=classes, flip=flip)
+    return make_dataset(images, [m[2] for m in manifest], [m[0] for m in manifest], name=root.name,
+                        num_classes=len(classes), class_names=classes, flip=flip)
+
+
+def _pixels(first_image: Path, fit: ImageFit | None) -> int:
+    """Pixels per image once fitted (the first image's, without a fit): the size estimate for ``store=auto``."""
+    if fit is not None:
+        return fit.size ** 2
+    from PIL import Image
+
+    try:
+        with Image.open(first_image) as img:
+            return img.size[0] * img.size[1]
+    except (OSError, ValueError):  # unreadable: the read proper names it
+        return 0
 
 
 def refit(data: ImageDataset, fit: ImageFit | None, channels: int | None = None) -> ImageDataset:
@@ -122,10 +146,11 @@ def refit(data: ImageDataset, fit: ImageFit | None, channels: int | None = None)
 
 
 def load_training_set(path: str | Path, flip: bool = False, fit: ImageFit | None = None,
-                      channels: int | None = None, columns=None) -> ImageDataset:
+                      channels: int | None = None, columns=None, store: str = "auto") -> ImageDataset:
     """A ``.npz`` file, a Hugging Face ``save_to_disk`` folder (``columns``: a
     :class:`~.hf_dataset.DatasetColumns`) or an image folder, by what ``path`` is; made square by ``fit`` with
-    ``channels`` (None: the set's own)."""
+    ``channels`` (None: the set's own). Folders and datasets go to a store on disk where ``store`` says so
+    (auto: when they would take more than half the available memory); a ``.npz`` is read into memory."""
     from .hf_dataset import DatasetColumns, is_saved_dataset, load_saved_dataset
 
     path = Path(path)
@@ -133,12 +158,12 @@ def load_training_set(path: str | Path, flip: bool = False, fit: ImageFit | None
     if not path.exists():
         raise UserDataError(f"training set not found: {path}")
     if is_saved_dataset(path):
-        return load_saved_dataset(path, columns, flip=flip, fit=fit, channels=channels)
+        return load_saved_dataset(path, columns, flip=flip, fit=fit, channels=channels, store=store)
     if columns.given():
         raise UserDataError(f"{path}: {', '.join(columns.given())} apply to a Hugging Face dataset folder "
                             "(save_to_disk) only")
     if path.is_dir():
-        return load_image_folder(path, flip=flip, fit=fit, channels=channels)
+        return load_image_folder(path, flip=flip, fit=fit, channels=channels, store=store)
     if path.suffix == ".npz":
         return refit(load_npz(path, flip=flip), fit, channels)
     raise UserDataError(f"{path}: give a .npz file, a folder of images per class or a Hugging Face dataset folder "
