@@ -94,10 +94,13 @@ def saved(user_setup) -> dict:
     return user_setup
 
 
-def test_unlearn_and_discover_on_a_saved_dataset(saved, capsys) -> None:
+@pytest.mark.parametrize("store", ["memory", "disk"])
+def test_unlearn_and_discover_on_a_saved_dataset(saved, capsys, monkeypatch, store: str) -> None:
     root = saved["root"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
     common = ["--model", f"{saved['nets']}:Net", "--checkpoint", str(saved["ckpt"]), "--train-data",
-              str(root / "photos"), "--id-column", "uid", "--image-size", "8", "--forget-ids", str(root / "known.txt")]
+              str(root / "photos"), "--id-column", "uid", "--image-size", "8", "--store", store,
+              "--forget-ids", str(root / "known.txt")]
     assert main(["discover", *common, "--scorer", "similarity", "--budget", "6", "--out", str(root / "found.txt")]) == 0
     found = read_ids(root / "found.txt")
     assert len(found) == 6 and torch.isin(read_ids(root / "known.txt"), found).all()
@@ -109,6 +112,7 @@ def test_unlearn_and_discover_on_a_saved_dataset(saved, capsys) -> None:
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["ids_from"] == "column uid" and meta["forget_ids"] == sorted(found.tolist())
     assert meta["image_fit"]["size"] == 8 and meta["image_channels"] == 1
+    assert len(list((root / "cache").rglob("*.u8"))) == (store == "disk")  # one store, written once for both
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -92,6 +92,27 @@ def test_a_tuned_grid_runs_each_corruption_with_its_choice(tmp_path: Path) -> No
         load_grid("smoke", overrides=[f"tuned={tmp_path / 'missing.json'}"])
 
 
+def test_the_report_names_the_settings_and_the_protocol(tmp_path: Path) -> None:
+    """grid.json says which methods ran tuned (and how) or published; the summary, leaderboard and page say it."""
+    from rem_unlearn.bench.store import ResultStore
+    from rem_unlearn.report import build_report
+
+    path = tmp_path / "tuning.json"
+    path.write_text(json.dumps({"format": TUNING_FORMAT, "protocol": {"trials": 4, "dev_seeds": [100]},
+                                "methods": {"ga": {"chosen": {}}}}))
+    for tuned, expected in (("", "Every method ran at its published settings"),
+                            (str(path), f"Tuned with `{path}`: 4 trials per method from its own search space, on "
+                                        "dev seeds 100 and validation images carved from the training split (never "
+                                        "the test split), chosen per corruption kind: ga. At their published "
+                                        "settings (not in the file): finetune, rem.")):
+        folder = tmp_path / f"results{len(tuned)}"
+        ResultStore(folder).write_grid(load_grid("smoke", overrides=[f"tuned={tuned}"]))
+        assert json.loads((folder / "grid.json").read_text())["settings"].startswith(expected)
+        paths = build_report([], folder)
+        for name in ("summary", "leaderboard", "index"):
+            assert expected in paths[name].read_text().replace("&#x27;", "'"), name
+
+
 def test_tune_command_resumes_its_own_file_and_refuses_others(tmp_path: Path, capsys) -> None:
     from rem_unlearn.cli import main
 

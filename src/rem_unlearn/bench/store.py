@@ -74,8 +74,13 @@ class ResultStore:
         saved = self.saved_grid()
         if saved is not None and saved.get("grid_id") == grid_id(grid):
             data["seeds"] = sorted(set(saved["grid"].get("seeds", [])) | set(data["seeds"]))
+        from .tuning_file import settings_note
+
+        methods = sorted({m for ms in [grid.methods, *grid.variant_methods.values()] for m in ms})
+        note = settings_note(grid.tuned, grid.tuning() if grid.tuned else None, methods)
         atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid_id": grid_id(grid), "grid": data,
-                                           "versions": versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                           "settings": note, "versions": versions(),
+                                           "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def saved_grid(self) -> dict[str, Any] | None:
         """grid.json when it is readable and of this benchmark format."""

@@ -34,6 +34,21 @@ def tuned_settings(tuning: dict[str, Any], method: str, corruption: str) -> dict
     return copy.deepcopy(chosen.get(corruption, {}).get("settings", {}))
 
 
+def settings_note(tuned: str, tuning: dict[str, Any] | None, methods: list[str]) -> str:
+    """One sentence for the report: which settings the grid's methods ran with, and by which protocol."""
+    if not tuned:
+        return "Every method ran at its published settings (no tuning file: `tuned` is empty)."
+    protocol = tuning.get("protocol", {})
+    tuned_here = [m for m in methods if m in tuning["methods"]]
+    published = [m for m in methods if m not in tuning["methods"] and m != "none"]
+    note = (f"Tuned with `{tuned}`: {protocol.get('trials', '?')} trials per method from its own search space, "
+            f"on dev seeds {', '.join(map(str, protocol.get('dev_seeds', [])))} and validation images carved from "
+            f"the training split (never the test split), chosen per corruption kind: {', '.join(tuned_here)}.")
+    if published:
+        note += f" At their published settings (not in the file): {', '.join(published)}."
+    return note
+
+
 def tuning_table(tuning: dict[str, Any]) -> str:
     """The trials of every method and corruption (mean validation score) and the choice, as markdown."""
     corruptions = sorted({c for e in tuning["methods"].values() for c in e["chosen"]})

@@ -75,7 +75,8 @@ def build_report(
 
     groups = summary(records)
     tables_md: dict[str, str] = {}
-    md = [f"# {title}", ""]
+    settings = (folder_grid(Path(results_dir or out)) or {}).get("settings")  # tuned or published, and how
+    md = [f"# {title}", "", *([f"**Method settings.** {settings}", ""] if settings else [])]
     if len({variant for _, variant in groups}) > 1:  # both pre-training variants: the paper's main table
         for dataset, table in main_table(records).items():
             heading = f"{dataset}: every method, as the paper's main table names them"
@@ -106,7 +107,7 @@ def build_report(
     heading = _grid_heading(Path(results_dir or out))
     atomic_write_text(paths["leaderboard"], f"# {title}: leaderboard\n\nMethods ranked by mean score over the grid's "
                       "cells (mean ± SEM); each row names the command, package version and commit of its records."
-                      "\n\n" + leaderboard(records, heading))
+                      + (f" {settings}" if settings else "") + "\n\n" + leaderboard(records, heading))
     paths["cells"] = out / "cells.md"
     atomic_write_text(paths["cells"], f"# {title}: every cell\n\n" + cell_table(records))
 
@@ -119,7 +120,7 @@ def build_report(
             figures.append(paths[stem])
     paths["wall_time"] = plot_wall_time(records, out / "wall_time.png")
     figures += [paths["wall_time"], *discovery_figures]
-    paths["index"] = write_index(out, figures, tables_md, title)
+    paths["index"] = write_index(out, figures, tables_md, title, note=f"Method settings. {settings}" if settings else "")
     return paths
 
 

@@ -91,14 +91,16 @@ def write_index(
     title: str,
     csv_name: str = "results.csv",
     extra_links: Sequence[str] = ("summary.md", "leaderboard.md"),
+    note: str = "",
 ) -> Path:
-    """Write ``out_dir/index.html``: tables (heading → markdown) first, then figures, plus links."""
+    """Write ``out_dir/index.html``: ``note`` (a sentence), tables (heading → markdown), then figures, plus links."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     links = [csv_name, *extra_links]
     body = [
         f"<h1>{html.escape(title)}</h1>",
         "<p>" + " · ".join(f'<a href="{_href(l, out_dir)}">{html.escape(str(l))}</a>' for l in links) + "</p>",
+        *([f"<p>{html.escape(note)}</p>"] if note else []),
     ]
     for heading, md in tables_md.items():
         body.append(f"<h2>{html.escape(heading)}</h2>")
