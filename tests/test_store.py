@@ -17,6 +17,7 @@ from conftest import make_toy
 from rem_unlearn.api import unlearn_user_model
 from rem_unlearn.config import RuntimeConfig
 from rem_unlearn.data.images import ImageFit
+from rem_unlearn.data import store
 from rem_unlearn.data.store import DiskImages, write_store
 from rem_unlearn.data.user import load_image_folder
 from rem_unlearn.models import SmallCNN
@@ -38,7 +39,7 @@ def store_of(images: torch.Tensor, path: Path) -> DiskImages:
     return write_store(path, build)
 
 
-def test_rows_read_from_disk_equal_the_rows_in_memory(tmp_path: Path) -> None:
+def test_rows_read_from_disk_equal_the_rows_in_memory(tmp_path: Path, monkeypatch) -> None:
     images = torch.randint(0, 256, (50, 3, 7, 7), dtype=torch.uint8)
     disk = store_of(images, tmp_path / "s.u8")
     assert disk.shape == images.shape and disk.dim() == 4 and disk.dtype == torch.uint8
@@ -50,6 +51,8 @@ def test_rows_read_from_disk_equal_the_rows_in_memory(tmp_path: Path) -> None:
     again = pickle.loads(pickle.dumps(view))  # a worker process gets the path, not the pixels
     assert len(pickle.dumps(view)) < 2000 and torch.equal(again[torch.arange(2)], images[torch.tensor([41, 9])])
     assert torch.equal(torch.cat(list(disk.chunks(size=16))), images)
+    monkeypatch.setattr(store, "READ_BYTES", 3 * 147)  # runs longer than one read: split into several
+    assert torch.equal(disk[torch.arange(50)], images) and torch.equal(disk[rows], images[rows])
     assert torch.equal(DiskImages.open(tmp_path / "s.u8")[rows], images[rows])
     with open(tmp_path / "s.u8", "ab") as f:
         f.write(b"x")

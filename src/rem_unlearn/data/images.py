@@ -110,6 +110,8 @@ def stack_images(count: int, open_image: Callable[[int], object], name: Callable
 
     if count == 0:
         raise UserDataError(f"{where}: no images to read")
+    if channels not in (None, 1, 3):
+        raise UserDataError(f"the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) can be made")
     if modes is None or fit is None:
         headers = [read(i, decode=False) for i in range(count)]
         modes = [m for m, _ in headers]
@@ -120,8 +122,6 @@ def stack_images(count: int, open_image: Callable[[int], object], name: Callable
                 raise UserDataError(f"{where}: images are not all square and "
                                     f"of one size ({shown}); give --image-size N to resize them (shortest edge) "
                                     "and crop the centre N x N")
-    if channels not in (None, 1, 3):
-        raise UserDataError(f"the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) can be made")
     mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if all(target_mode(m) == "L" for m in modes) else "RGB")
     first = read(0, decode=True, mode=mode)
     out = allocate((count, *first.shape[:2], 1 if first.ndim == 2 else first.shape[2]))

@@ -28,6 +28,19 @@ import torch
 from ..files import atomic_path
 
 HEADER_SUFFIX = ".json"
+READ_BYTES = 64 * 2**20  # one pread at most: Linux returns at most 2 GiB per call, and short reads happen
+
+
+def _read_exactly(fd: int, size: int, offset: int, path: Path) -> bytes:
+    """``size`` bytes at ``offset``, however many reads that takes."""
+    parts, done = [], 0
+    while done < size:
+        part = os.pread(fd, size - done, offset + done)
+        if not part:
+            raise OSError(f"{path}: ends before byte {offset + size} (the store was truncated)")
+        parts.append(part)
+        done += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class DiskImages:
@@ -91,11 +104,12 @@ class DiskImages:
         flat = out.reshape(len(out), -1)
         fd = self._fd()
         start = 0
-        while start < len(wanted):  # one read per run of consecutive rows
+        per_read = max(1, READ_BYTES // self.row_bytes)
+        while start < len(wanted):  # one read per run of consecutive rows (up to READ_BYTES)
             end = start + 1
-            while end < len(wanted) and wanted[end] == wanted[end - 1] + 1:
+            while end < len(wanted) and end - start < per_read and wanted[end] == wanted[end - 1] + 1:
                 end += 1
-            data = os.pread(fd, (end - start) * self.row_bytes, int(wanted[start]) * self.row_bytes)
+            data = _read_exactly(fd, (end - start) * self.row_bytes, int(wanted[start]) * self.row_bytes, self.path)
             flat[order[start:end].numpy()] = np.frombuffer(data, dtype=np.uint8).reshape(end - start, -1)
             start = end
         images = torch.from_numpy(out)
