@@ -1,5 +1,6 @@
-"""Committed benchmark records must come from the code as it is: each record's commit is clean and contains the
-last change to its method's code.
+"""Committed benchmark records must come from the code as it is: each record's commit is clean, and its method's
+code at that commit is the code as it is now (the files' contents: a change undone, or a change elsewhere, leaves
+the records valid; any difference in those files makes them stale).
 
 A method's code is its own module (found through the registry) and the modules every method runs through:
 the method template and its shared parts (methods/base.py, common.py, template.py) and the training loop
@@ -37,13 +38,12 @@ def method_sources(method: str) -> tuple[str, ...]:
 
 
 @functools.cache
-def last_change(method: str) -> str:
-    """The newest commit that changed the method's code."""
-    return git("log", "-1", "--format=%H", "--", *method_sources(method)).stdout.strip()
-
-
-def contains(commit: str, change: str) -> bool:
-    return git("merge-base", "--is-ancestor", change, commit).returncode == 0
+def changed_since(commit: str, method: str) -> tuple[str, ...]:
+    """The method's code files whose content differs between ``commit`` and the working tree."""
+    done = git("diff", "--name-only", commit, "--", *method_sources(method))
+    if done.returncode != 0:
+        return ("(the commit is not in this repository)",)
+    return tuple(done.stdout.split())
 
 
 def stale(record: dict) -> str | None:
@@ -51,9 +51,9 @@ def stale(record: dict) -> str | None:
     commit, method = record.get("commit", ""), record["cell"]["method"]
     if not commit or commit.endswith("-dirty"):
         return f"not stamped with a clean commit ({commit or 'none'})"
-    change = last_change(method)
-    if not contains(commit, change):
-        return f"made at {commit[:12]}, before {change[:12]} changed {method}'s code"
+    changed = changed_since(commit, method)
+    if changed:
+        return f"made at {commit[:12]}; {method}'s code has changed since: {', '.join(changed)}"
     return None
 
 

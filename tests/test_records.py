@@ -27,7 +27,7 @@ def test_every_committed_record_comes_from_the_code_as_it_is() -> None:
 
 
 def test_a_dirty_an_old_and_a_current_record(tmp_path: Path) -> None:
-    """Planted records: a dirty stamp and a commit older than REM's last change are refused, HEAD passes."""
+    """Planted records: a dirty stamp and a commit whose REM code differs from today's are refused, HEAD passes."""
     check = checker()
     template = json.loads(next(ARCHIVED.glob("*.json")).read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -46,4 +46,4 @@ def test_a_dirty_an_old_and_a_current_record(tmp_path: Path) -> None:
     found = check.problems(paths)
     assert len(found) == 2
     assert "dirty.json: not stamped with a clean commit" in found[0]
-    assert "old.json: made at" in found[1] and "changed rem's code" in found[1]
+    assert "old.json: made at" in found[1] and "rem's code has changed since: src/rem_unlearn/" in found[1]

@@ -22,7 +22,6 @@ from .config import ConfigError, OptimConfig, RuntimeConfig, TrainConfig
 from .data.augment import augment as augment_images
 from .data.augment import max_normalized_value, normalize, stamp_trigger
 from .data.base import ImageDataset
-from .data.store import DiskImages
 from .errors import UserError
 from .models.gates import gates, partition
 
@@ -71,24 +70,14 @@ def quiet() -> bool:
     return os.environ.get("REM_UNLEARN_QUIET", "") not in ("", "0")
 
 
-def resident(images, device: torch.device):
-    """Where the Batcher reads images from: the set on the device where it fits (half the free memory of a
-    GPU), else pinned host memory for asynchronous copies; a store (:class:`DiskImages`) stays on disk."""
-    if device.type != "cuda" or isinstance(images, DiskImages):
-        return images.to(device)
-    free, _ = torch.cuda.mem_get_info(device)
-    return images.to(device) if images.nbytes < free // 2 else images.pin_memory()
-
-
 class Batcher:
-    """Ready model inputs from an :class:`ImageDataset`: indexed on the device where it is held, or read on the
-    host a batch at a time (a store, or a set too large for the GPU) and copied over asynchronously."""
+    """Ready model inputs from an :class:`ImageDataset` held on the device."""
 
     def __init__(self, data: ImageDataset, runtime: Runtime, *, augment: bool = False, crop_padding: int = 2,
                  seed: int = 0):
         self.data, self.runtime = data, runtime
         dev = runtime.device
-        self.images = resident(data.images, dev)
+        self.images = data.images.to(dev)
         self.labels = data.labels.to(dev)
         self.ids = data.ids.to(dev)
         self.triggered = data.triggered.to(dev)
@@ -101,9 +90,7 @@ class Batcher:
     def batch(self, rows: torch.Tensor, *, augment: bool | None = None,
               triggered: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = rows.to(self.runtime.device)
-        imgs = self.images[rows.to(self.images.device)]
-        if imgs.device != rows.device:  # read on the host: one asynchronous copy of the batch
-            imgs = imgs.pin_memory().to(rows.device, non_blocking=True)
+        imgs = self.images[rows]
         if self.augment if augment is None else augment:
             imgs = augment_images(imgs, self.generator, pad=self.crop_padding, flip=self.data.flip)
         x = normalize(imgs, self.mean, self.std)

@@ -3,7 +3,8 @@
 :class:`DiskImages` stands where an :class:`ImageDataset` holds its images
 tensor.  Indexing it with rows reads those rows from the file (``os.pread``,
 consecutive rows in one read) and returns a tensor, so the Batcher, the
-metrics and every method read batches exactly as from memory, and resident
+metrics and every method read batches exactly as from memory (on a GPU, each
+batch is copied over asynchronously from pinned memory), and resident
 memory is bounded by the batch, not by the set: reads go through the page
 cache, which the kernel reclaims, not through a mapping that the process keeps.
 A subset (D_r, a cross-validation fold) is a view with a row map, never a copy.
@@ -47,7 +48,6 @@ class DiskImages:
     """Images (N, C, H, W) as uint8 in ``path``; ``rows`` maps this view's rows to the file's (None: all)."""
 
     dtype = torch.uint8
-    device = torch.device("cpu")
 
     def __init__(self, path: str | Path, shape: tuple[int, int, int, int], rows: torch.Tensor | None = None):
         self.path, self.file_shape = Path(path), tuple(int(s) for s in shape)
@@ -82,7 +82,7 @@ class DiskImages:
         return len(self) * self.row_bytes
 
     def to(self, device) -> "DiskImages":
-        """Stays on disk: batches move to the device as they are read (:class:`rem_unlearn.training.Batcher`)."""
+        """Stays on disk: a batch goes to the device of the rows that index it, as it is read."""
         return self
 
     def take(self, rows) -> "DiskImages":
@@ -91,10 +91,12 @@ class DiskImages:
         return DiskImages(self.path, self.file_shape, rows if self.rows is None else self.rows[rows])
 
     def __getitem__(self, rows) -> torch.Tensor:
-        """The images at ``rows`` (a tensor, list, slice or int), read from the file into a new tensor."""
+        """The images at ``rows`` (a tensor, list, slice or int), read from the file into a new tensor on the
+        device of ``rows``."""
         if isinstance(rows, slice):
             rows = torch.arange(len(self))[rows]
         rows = torch.as_tensor(rows, dtype=torch.long)
+        device = rows.device
         single = rows.dim() == 0
         rows = rows.reshape(-1).cpu()
         file_rows = rows if self.rows is None else self.rows[rows]
@@ -113,6 +115,8 @@ class DiskImages:
             flat[order[start:end].numpy()] = np.frombuffer(data, dtype=np.uint8).reshape(end - start, -1)
             start = end
         images = torch.from_numpy(out)
+        if device.type == "cuda":  # rows on a GPU (the Batcher's): one asynchronous copy from pinned memory
+            images = images.pin_memory().to(device, non_blocking=True)
         return images[0] if single else images
 
     def _fd(self) -> int:
