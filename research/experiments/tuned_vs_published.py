@@ -19,10 +19,11 @@ from rem_unlearn.report.tables import is_ok
 CORRUPTIONS = tuple(c for c, _ in REGULARITY)
 
 
-def scores(folder: str) -> dict[str, dict[str, list[float]]]:
-    """method -> corruption -> cell scores ("all": every cell)."""
+def scores(folders: str) -> dict[str, dict[str, list[float]]]:
+    """method -> corruption -> cell scores ("all": every cell) of comma-separated folders (a cell counts once)."""
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in load_records(folder):
+    records = {r["key"]: r for folder in folders.split(",") for r in load_records(folder)}
+    for r in records.values():
         if is_ok(r):
             method, kind = r["cell"]["method"], r["cell"]["corruption"]
             out[method][kind].append(r["metrics"]["score"])
@@ -32,8 +33,8 @@ def scores(folder: str) -> dict[str, dict[str, list[float]]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("published")
-    p.add_argument("tuned")
+    p.add_argument("published", help="results folder(s) of the published settings, comma-separated")
+    p.add_argument("tuned", help="results folder(s) of the tuned settings, comma-separated")
     a = p.parse_args()
     pub, tun = scores(a.published), scores(a.tuned)
     kinds = [*[c for c in CORRUPTIONS if any(c in m for m in pub.values())], "all"]
