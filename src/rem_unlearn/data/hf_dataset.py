@@ -20,8 +20,7 @@ from pathlib import Path
 from ..errors import require_extra
 from .base import ImageDataset
 from .errors import UserDataError
-from .images import ImageFit, as_nchw, make_dataset, stack_images
-from .store import cached_store, use_disk
+from .images import ImageFit, load_images, make_dataset
 
 SAVED_MARKERS = ("dataset_dict.json", "state.json")  # what save_to_disk writes (DatasetDict, Dataset)
 
@@ -107,17 +106,11 @@ def from_hf_dataset(dataset, columns: DatasetColumns = DatasetColumns(), *, flip
             raise UserDataError(f"{name}: row {i} has no image")
         return Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"])
 
-    def build(allocate=None):
-        return stack_images(len(dataset), open_image, lambda i: f"{name}: row {i} ({image})", fit, channels,
-                            where=name, **({"allocate": allocate} if allocate else {}))
-
     side = fit.size if fit else 256  # without a fit, a guess for store=auto (datasets give no sizes cheaply)
-    if use_disk(store, len(dataset) * side * side * 3):
-        source = {"dataset": getattr(dataset, "_fingerprint", None) or name, "image": image,
-                  "fit": fit and fit.describe(), "channels": channels}
-        images = cached_store(name, source, build)
-    else:
-        images = as_nchw(build(), name)
+    images = load_images(len(dataset), open_image, lambda i: f"{name}: row {i} ({image})", fit, channels,
+                         where=name, store=store, nbytes=len(dataset) * side * side * 3,
+                         source=lambda: {"dataset": getattr(dataset, "_fingerprint", None) or name, "image": image,
+                                         "fit": fit and fit.describe(), "channels": channels})
     ids = None if columns.id is None else list(dataset[columns.id])
     return make_dataset(images, list(dataset[label]), ids, name=name,
                         num_classes=len(class_names) or None, class_names=class_names, flip=flip)

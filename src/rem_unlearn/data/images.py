@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from ..ids import as_integers
 from .base import ImageDataset
 from .errors import UserDataError
-from .store import DiskImages
+from .store import DiskImages, cached_store, use_disk
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # PIL's numbering
@@ -84,9 +86,9 @@ class ImageFit:
 def stack_images(count: int, open_image: Callable[[int], object], name: Callable[[int], str],
                  fit: ImageFit | None, channels: int | None = None, modes: Sequence[str] | None = None,
                  where: str = "the training set",
-                 allocate: Callable[[tuple], np.ndarray] = lambda shape: np.empty(shape, np.uint8)) -> np.ndarray:
-    """``count`` images as one (N, H, W, C) uint8 array from ``allocate`` (memory, or a store's file), written in
-    place (no second copy of the set).
+                 allocate: Callable[[tuple], np.ndarray] | None = None) -> np.ndarray:
+    """``count`` images as one (N, H, W, C) uint8 array from ``allocate`` (a store's file; None: memory), written
+    in place (no second copy of the set).
 
     ``open_image(i)`` returns a PIL image (a context manager); ``name(i)`` names it in errors. ``modes`` are the
     images' PIL modes where the caller knows them without decoding; otherwise a first pass reads the headers.
@@ -124,7 +126,8 @@ def stack_images(count: int, open_image: Callable[[int], object], name: Callable
                                     "and crop the centre N x N")
     mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if all(target_mode(m) == "L" for m in modes) else "RGB")
     first = read(0, decode=True, mode=mode)
-    out = allocate((count, *first.shape[:2], 1 if first.ndim == 2 else first.shape[2]))
+    shape = (count, *first.shape[:2], 1 if first.ndim == 2 else first.shape[2])
+    out = np.empty(shape, np.uint8) if allocate is None else allocate(shape)
     out[0] = first.reshape(out.shape[1:])
     for i in range(1, count):
         arr = read(i, decode=True, mode=mode)
@@ -133,6 +136,18 @@ def stack_images(count: int, open_image: Callable[[int], object], name: Callable
                                 "as the first image; give --image-size N")
         out[i] = arr.reshape(out.shape[1:])
     return out
+
+
+def load_images(count: int, open_image: Callable[[int], object], name: Callable[[int], str], fit: ImageFit | None,
+                channels: int | None, *, where: str, store: str, nbytes: int, source: Callable[[], dict]):
+    """:func:`stack_images` (N, C, H, W): in memory, or in a store on disk (``store``: memory, disk, or auto by the
+    estimated ``nbytes``; ``source()`` describes the inputs, the store's key; :mod:`.store`)."""
+    def build(allocate=None):
+        return stack_images(count, open_image, name, fit, channels, where=where, allocate=allocate)
+
+    if use_disk(store, nbytes):
+        return cached_store(Path(where).name, source(), build)
+    return as_nchw(build(), where)
 
 
 def target_mode(mode: str) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_path
+from .errors import cache_dir
 
 HEADER_SUFFIX = ".json"
 READ_BYTES = 64 * 2**20  # one pread at most: Linux returns at most 2 GiB per call, and short reads happen
@@ -49,7 +50,8 @@ class DiskImages:
 
     dtype = torch.uint8
 
-    def __init__(self, path: str | Path, shape: tuple[int, int, int, int], rows: torch.Tensor | None = None):
+    def __init__(self, path: str | Path, shape: tuple[int, int, int, int], rows: torch.Tensor | None = None,
+                 _files: threading.local | None = None):
         self.path, self.file_shape = Path(path), tuple(int(s) for s in shape)
         self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
         self.row_bytes = int(np.prod(self.file_shape[1:]))
@@ -57,7 +59,7 @@ class DiskImages:
         if self.path.stat().st_size != expected:
             raise ValueError(f"{self.path}: {self.path.stat().st_size} bytes, expected {expected} for "
                              f"{self.file_shape} (an incomplete or foreign store)")
-        self._local = threading.local()  # one file descriptor per thread and process
+        self._local = _files or threading.local()  # one descriptor per thread and process, shared by views
 
     @classmethod
     def open(cls, path: str | Path) -> "DiskImages":
@@ -88,7 +90,7 @@ class DiskImages:
     def take(self, rows) -> "DiskImages":
         """A view of ``rows`` (positions in this view), without reading anything."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        return DiskImages(self.path, self.file_shape, rows if self.rows is None else self.rows[rows])
+        return DiskImages(self.path, self.file_shape, rows if self.rows is None else self.rows[rows], self._local)
 
     def __getitem__(self, rows) -> torch.Tensor:
         """The images at ``rows`` (a tensor, list, slice or int), read from the file into a new tensor on the
@@ -171,12 +173,6 @@ def is_store(path: str | Path) -> bool:
     return path.is_file() and Path(str(path) + HEADER_SUFFIX).is_file()
 
 
-def stores_dir() -> Path:
-    """Where stores of image folders and Hugging Face datasets go (honours ``XDG_CACHE_HOME``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rem_unlearn" / "stores"
-
-
 STORE_CHOICES = ("auto", "memory", "disk")
 
 
@@ -199,7 +195,7 @@ def cached_store(name: str, source: dict, build: Callable[[Callable[[tuple], np.
     from ..checkpoint import cache_key
     from ..files import FileLock
 
-    path = stores_dir() / f"{name}-{cache_key(source)}.u8"
+    path = cache_dir("stores") / f"{name}-{cache_key(source)}.u8"
     if not is_store(path):
         with FileLock(path.with_suffix(".lock")):
             if not is_store(path):

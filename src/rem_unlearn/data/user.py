@@ -34,8 +34,7 @@ import numpy as np
 
 from .base import ImageDataset
 from .errors import UserDataError
-from .images import ImageFit, as_nchw, make_dataset, stack_images
-from .store import cached_store, use_disk
+from .images import ImageFit, as_nchw, load_images, make_dataset, stack_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -96,17 +95,13 @@ def load_image_folder(root: str | Path, flip: bool = False, fit: ImageFit | None
     root = Path(root)
     manifest = folder_manifest(root)
 
-    def build(allocate=None):
-        return stack_images(len(manifest), lambda i: Image.open(root / manifest[i][1]),
-                            lambda i: f"{root}/{manifest[i][1]}", fit, channels, where=str(root),
-                            **({"allocate": allocate} if allocate else {}))
-
-    if use_disk(store, len(manifest) * _pixels(root / manifest[0][1], fit) * 3):
+    def source() -> dict:
         files = [(rel, st.st_size, st.st_mtime_ns) for _, rel, _ in manifest for st in [(root / rel).stat()]]
-        source = {"folder": str(root.resolve()), "files": files, "fit": fit and fit.describe(), "channels": channels}
-        images = cached_store(root.name, source, build)
-    else:
-        images = as_nchw(build(), str(root))
+        return {"folder": str(root.resolve()), "files": files, "fit": fit and fit.describe(), "channels": channels}
+
+    images = load_images(len(manifest), lambda i: Image.open(root / manifest[i][1]),
+                         lambda i: f"{root}/{manifest[i][1]}", fit, channels, where=str(root), store=store,
+                         nbytes=len(manifest) * _pixels(root / manifest[0][1], fit) * 3, source=source)
     classes = _class_folders(root)
     return make_dataset(images, [m[2] for m in manifest], [m[0] for m in manifest], name=root.name,
                         num_classes=len(classes), class_names=classes, flip=flip)
