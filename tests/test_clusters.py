@@ -88,7 +88,7 @@ class FakeJob:
 def test_slurm_sweeps_are_one_job_array(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
     ran = []
-    monkeypatch.setattr(engines, "_submitit_cell", lambda cell, threads: ran.append((cell.method, threads)) or
+    monkeypatch.setattr(engines, "_worker_cell", lambda cell, threads: ran.append((cell.method, threads)) or
                         {"cell": cell.method})
     data = grid_preset("smoke")
     data.update(corruptions=["random"], discovery_rates=[1.0], methods=["none", "ga", "rem"])

@@ -132,18 +132,24 @@ def import_ray():
     return ray
 
 
+def _worker_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
+    """A cell in another process (a Ray task, a SLURM job), which checks the driver's cell key."""
+    set_threads(threads)
+    from rem_unlearn.bench.cell import run_cell as worker_run_cell
+
+    return worker_run_cell(cell, verify=True)
+
+
 def _ray_cell(cell: Cell, threads: int | None, shipped: list) -> dict[str, Any]:
     """A cell on a Ray worker, with the driver's data (always) and model (where this node's cache lacks it)."""
-    set_threads(threads)
     import ray
 
-    from rem_unlearn.bench.cell import run_cell as worker_run_cell
     from rem_unlearn.experiment import install_model, provide_data
 
     data, model = shipped  # object refs inside a list: Ray leaves them for this task to fetch
     provide_data(cell.experiment.data, ray.get(data))
     received = model is not None and install_model(cell.experiment, ray.get(model))
-    return {**worker_run_cell(cell, verify=True), "model_source": "received" if received else "node cache"}
+    return {**_worker_cell(cell, threads), "model_source": "received" if received else "node cache"}
 
 
 class RayEngine:
@@ -286,11 +292,11 @@ class SubmititEngine:
             cells = list(cells)
             if not cells:
                 return
-            tasks = iter(executor.map_array(_submitit_cell, cells, [self.threads] * len(cells)))
+            tasks = iter(executor.map_array(_worker_cell, cells, [self.threads] * len(cells)))
             start, slots = (lambda cell: next(tasks)), len(cells)  # the array's task of each cell, in order
             cells = iter(cells)
         else:  # the local executor has no parallelism limit: `workers` jobs in flight
-            start, slots = (lambda cell: executor.submit(_submitit_cell, cell, self.threads)), self.workers
+            start, slots = (lambda cell: executor.submit(_worker_cell, cell, self.threads)), self.workers
         jobs: list = []
 
         def submit(cell: Cell):
@@ -310,13 +316,6 @@ class SubmititEngine:
             if done:
                 return done, [job for job in pending if job not in done]
             time.sleep(self.poll_seconds)
-
-
-def _submitit_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
-    set_threads(threads)
-    from rem_unlearn.bench.cell import run_cell as worker_run_cell
-
-    return worker_run_cell(cell, verify=True)
 
 
 def make_engine(engine: Any = "local", workers: int | None = None, ray_address: str | None = None,
