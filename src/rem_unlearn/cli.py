@@ -23,6 +23,7 @@ from .api import unlearn
 from .bench.cli import add_bench_parser, add_tune_parser, run_bench, run_tune
 from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, to_dict
 from .data.hf_dataset import DatasetColumns
+from .data.store import STORE_CHOICES
 from .discovery import discover, make_scorer, scorer_names
 from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
 from .experiment import corrupted_data, method_overrides, prepare
@@ -87,7 +88,7 @@ def add_user_model_args(p: argparse.ArgumentParser):
     g.add_argument("--image-size", type=int, metavar="N",
                    help="resize images of other sizes (shortest edge) and crop the centre N x N (default: the "
                         "--hf-model's image processor, else the images must already share one square size)")
-    g.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
+    g.add_argument("--store", choices=STORE_CHOICES, default="auto",
                    help="hold an image folder or dataset in memory, or in a store on disk read a batch at a time "
                         "(default: auto, on disk when it would take more than half the available memory)")
     h = p.add_argument_group("a Hugging Face dataset as --train-data (a save_to_disk folder; rem-unlearn[datasets])")
