@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import baselines, rem  # noqa: F401  (importing registers the built-in methods)
+from . import anp, baselines, cuts, detect, ibau, rem  # noqa: F401  (importing registers the built-in methods)
 from .base import Method, ProxySelector, UnlearnConfig, UnlearnContext
 from .registry import METHODS, get_method, method_names, register_method
 from .template import EpochMethod
