@@ -316,6 +316,40 @@ def cmd_discover(args) -> int:
     return 0
 
 
+def cmd_advise(args) -> int:
+    """Estimate the task's discovery rate and regularity; name the method the benchmark records favour there."""
+    from .advise import advise
+
+    make_scorer(args.scorer, {})
+    inputs = model_inputs(args)
+    source = user_model(args)
+    if source is None and args.checkpoint:
+        check_input(args.checkpoint, "--checkpoint")
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
+    truth = pretrain = None
+    if source is not None:
+        loaded = source.load(args.forget_ids)
+        runtime, train, model, known = loaded.runtime, loaded.train, loaded.model, loaded.forget_ids
+    else:
+        task, model, known, _ = load_task(*experiment_of(args.checkpoint, **experiment(args)), args.checkpoint,
+                                          args.forget_ids)
+        train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
+        truth = task.corrupted
+    result = advise(model, train, known, scorer=args.scorer, runtime=runtime, pretrain=pretrain, seed=args.seed)
+    for line in result.lines():
+        print(line)
+    if truth is not None:
+        rate = len(known) / len(truth.corrupted_ids)
+        print(f"the preset's ground truth (never used above): {truth.kind} corruption, discovery rate {rate:.2f}")
+    print(f"({result.seconds:.0f} s)")
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
+        atomic_write_json(args.json, result.to_dict())
+        print(f"advice written to {args.json}")
+    return 0
+
+
 def cmd_methods(args) -> int:
     for name in method_names():
         space = get_method(name).Config.search_space
@@ -400,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="key=value", help="scorer config override (repeatable)")
     p.add_argument("--out", required=True, help="the chosen ids, one per line (.txt; `unlearn --forget-ids` reads it)")
     p.add_argument("--ranking", help="every id with its score and rank (.csv)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_user_model_args(p)
+
+    p = command("advise", cmd_advise, help="where the task lies in the space, and the method the benchmark favours")
+    p.add_argument("--checkpoint", help="trained model (default: the cached model of the config)")
+    p.add_argument("--forget-ids", required=True, help="the known corrupted ids: a .txt/.csv/.npy file")
+    p.add_argument("--scorer", default="auto", choices=scorer_names(),
+                   help="the discovery scorer that estimates the unfound corrupted samples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scorer's folds and the probe's split")
+    p.add_argument("--json", help="write the estimates and the ranking here (a .json file)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_user_model_args(p)
 
