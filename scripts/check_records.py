@@ -2,9 +2,10 @@
 code at that commit is the code as it is now (the files' contents: a change undone, or a change elsewhere, leaves
 the records valid; any difference in those files makes them stale).
 
-A method's code is its own module (found through the registry) and the modules every method runs through:
-the method template and its shared parts (methods/base.py, common.py, template.py) and the training loop
-(training.py).  Records under research/records/archive/ are kept as history, are exempt, and are quoted
+A method's code is its own module (found through the registry), the method and discovery modules it imports
+(its parent class's, shared helpers, the scorers of a detect-then-unlearn method; followed transitively), and the
+modules every method runs through: the method template and its shared parts (methods/base.py, common.py,
+template.py) and the training loop (training.py).  Records under research/records/archive/ are kept as history, are exempt, and are quoted
 only as made with earlier code.
 
     .venv/bin/python scripts/check_records.py            # lists stale records; exit 1 if any
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +35,38 @@ def git(*args: str) -> subprocess.CompletedProcess:
 def method_sources(method: str) -> tuple[str, ...]:
     from rem_unlearn.methods.registry import get_method
 
-    module = Path(inspect.getfile(get_method(method))).resolve().relative_to(ROOT)
-    return (str(module), *SHARED)
+    module = Path(inspect.getfile(get_method(method))).resolve()
+    return tuple(dict.fromkeys([*(str(p.relative_to(ROOT)) for p in imported_modules(module)), *SHARED]))
+
+
+PACKAGES = ("methods", "discovery")  # the imports that are followed
+RELATIVE = re.compile(r"^\s*from (\.+)([\w.]*) import ([\w, ()]+)", re.M)
+
+
+def imported_modules(module: Path) -> list[Path]:
+    """``module`` and the modules of PACKAGES it imports relatively (at any depth), transitively."""
+    src = ROOT / "src" / "rem_unlearn"
+    seen: list[Path] = []
+    todo = [module]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        for dots, name, names in RELATIVE.findall(path.read_text()):
+            base = path.parent
+            for _ in range(len(dots) - 1):
+                base = base.parent
+            target = base.joinpath(*name.split(".")) if name else base
+            candidates = [target.with_suffix(".py"), target / "__init__.py"]
+            if not name:  # "from . import a, b": modules of the package
+                candidates = [base / f"{n.strip(' ()')}.py" for n in names.split(",") if n.strip(" ()")]
+            for c in candidates:
+                if c.is_file() and c.resolve().parent.relative_to(src).parts[:1] in [(p,) for p in PACKAGES]:
+                    todo.append(c.resolve())
+            if path.parent == src / "discovery":  # its __init__ registers every scorer by name: all of them count
+                todo.extend(sorted((src / "discovery").glob("*.py")))
+    return seen
 
 
 @functools.cache

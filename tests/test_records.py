@@ -47,3 +47,15 @@ def test_a_dirty_an_old_and_a_current_record(tmp_path: Path) -> None:
     assert len(found) == 2
     assert "dirty.json: not stamped with a clean commit" in found[0]
     assert "old.json: made at" in found[1] and "rem's code has changed since: src/rem_unlearn/" in found[1]
+
+
+def test_a_method_built_on_another_counts_that_methods_code() -> None:
+    """detect-rem is REM after a detection: REM's module and the scorers belong to its code, and a helper module
+    a method imports belongs to that method's (ANP's clean-data sample)."""
+    check = checker()
+    detect = check.method_sources("detect-rem")
+    assert "src/rem_unlearn/methods/detect.py" in detect and "src/rem_unlearn/methods/rem.py" in detect
+    assert "src/rem_unlearn/discovery/rem_transfer.py" in detect
+    assert "src/rem_unlearn/methods/retrain.py" in check.method_sources("detect-retrain")
+    assert "src/rem_unlearn/methods/clean_data.py" in check.method_sources("anp")
+    assert "src/rem_unlearn/methods/rem.py" not in check.method_sources("ga")
