@@ -59,3 +59,9 @@ def test_a_method_built_on_another_counts_that_methods_code() -> None:
     assert "src/rem_unlearn/methods/retrain.py" in check.method_sources("detect-retrain")
     assert "src/rem_unlearn/methods/clean_data.py" in check.method_sources("anp")
     assert "src/rem_unlearn/methods/rem.py" not in check.method_sources("ga")
+
+
+def test_advise_reads_the_table_the_committed_records_give() -> None:
+    """src/rem_unlearn/bench/advice.json is scripts/advice_table.py's output over the committed records."""
+    advice = load_script("advice_table")
+    assert json.loads(advice.TABLE.read_text()) == advice.table(), "run scripts/advice_table.py"

@@ -8,6 +8,7 @@ seed checks the estimates and the recommendation:
     .venv/bin/python research/experiments/advise_check.py --seeds 100 --out research/records/advise_dev.jsonl
     .venv/bin/python research/experiments/advise_check.py --seeds 0 --out research/records/advise_check.jsonl
     .venv/bin/python research/experiments/advise_check.py --table research/records/advise_check.jsonl
+    .venv/bin/python research/experiments/advise_check.py --compare research/records/advise_dev.jsonl
 
 Each line of the records holds one cell's estimates (no table needed to make them); ``--table`` places each
 cell with the shipped table and compares with the cell's best method in that table.
@@ -149,14 +150,27 @@ def table(path: Path) -> None:
     print(f"\nWithin 3 points of the cell's best in {hits} of {len(rows)} cells.")
 
 
+def compare(path: Path) -> None:
+    """Per corruption kind: the two candidate regularity measures and the discovery-rate estimate on these cells."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    print("| corruption | discovery | shifted views (value) | removal transfer | estimated rate |")
+    print("|---|---:|---:|---:|---:|")
+    for r in sorted(rows, key=lambda r: (CORRUPTIONS.index(r["corruption"]), r["discovery_rate"])):
+        print(f"| {r['corruption']} | {r['discovery_rate']:g} | {r['regularity']['value']:.2f} "
+              f"| {r['transfer']['transfer']:.2f} | {r['estimated_rate']:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--out", type=Path)
-    p.add_argument("--table", type=Path, help="print the comparison from these records")
+    p.add_argument("--table", type=Path, help="print the placement and recommendation from these records")
+    p.add_argument("--compare", type=Path, help="print both regularity measures from these records")
     a = p.parse_args()
     if a.table:
         table(a.table)
+    elif a.compare:
+        compare(a.compare)
     else:
         estimate(a.seeds, a.out)
 

@@ -1,0 +1,235 @@
+"""The practitioner's alternatives on tiny planted tasks: the backdoor defences (ANP, i-BAU), CUTS, detect-then-unlearn
+and ``advise``.  Each is checked on what it is for, with the model trained the way the benchmark trains (BatchNorm in
+train mode, bf16 autocast where the runtime has it); quality claims are in the benchmark (docs/alternatives.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import snapshot
+
+import rem_unlearn
+from rem_unlearn import corrupt, discovered_ids, unlearn
+from rem_unlearn.advise import advise, place, ranking, regularity_probe
+from rem_unlearn.config import OptimConfig, RuntimeConfig, TrainConfig
+from rem_unlearn.data.base import ImageDataset
+from rem_unlearn.methods.anp import batchnorms
+from rem_unlearn.metrics import Evaluator
+from rem_unlearn.models.resnet9 import ResNet9
+from rem_unlearn.training import Runtime, train_model
+
+TRAIN, TEST, CORRUPTED = 1000, 600, 60
+RUNTIME = {"progress": False, "threads": 1}
+RECIPE = TrainConfig(epochs=20, augment=False, optim=OptimConfig(lr=0.05, batch_size=64))
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Runtime:
+    threads = torch.get_num_threads()
+    yield Runtime.from_config(RuntimeConfig(**RUNTIME))
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[ImageDataset, ImageDataset]:
+    from rem_unlearn.data import DatasetNotFoundError, load_dataset
+
+    try:
+        full = load_dataset("fashion-mnist", "train")
+    except DatasetNotFoundError as err:
+        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    return full.subset(order[:TRAIN]), full.subset(order[TRAIN:TRAIN + TEST])
+
+
+def trained(kind: str, split, runtime: Runtime):
+    """A ResNet-9 (width 0.25) that memorises 60 corrupted samples of 1,000 Fashion-MNIST images (about 16 s)."""
+    train, test = split
+    data = corrupt(train, kind=kind, size=CORRUPTED, seed=0)
+    torch.manual_seed(0)
+    model = runtime.prepare(ResNet9(num_classes=10, in_channels=1, width=0.25))
+    train_model(model, data.train, RECIPE, runtime)
+    return data, model.eval(), Evaluator(data, test, runtime)
+
+
+@pytest.fixture(scope="module")
+def poisoned(split, runtime):
+    return trained("poison", split, runtime)
+
+
+@pytest.fixture(scope="module")
+def noisy(split, runtime):
+    return trained("random", split, runtime)
+
+
+def test_the_planted_backdoor_and_labels_are_memorised(poisoned, noisy):
+    data, model, evaluate = poisoned
+    assert evaluate(model)["attack_success"] > 80
+    data, model, evaluate = noisy
+    assert evaluate(model)["healed"] < 20
+
+
+@pytest.mark.parametrize("method, settings", [
+    ("anp", {}),
+    ("ibau", {"rounds": 4, "inner_steps": 20, "outer_steps": 16, "neumann_terms": 2}),  # a quarter of its cost
+    ("cuts", {})])
+def test_backdoor_defences_remove_the_planted_backdoor(method, settings, poisoned, runtime):
+    data, model, evaluate = poisoned
+    known = discovered_ids(data.corrupted_ids, 0.5, seed=0)
+    before = evaluate(model)
+    result = unlearn(model, data.train, known, method, runtime=runtime, max_utility_drop=None, epochs=4, **settings)
+    after = evaluate(result.model)
+    assert after["attack_success"] <= before["attack_success"] - 30, (method, before, after)
+    assert after["utility"] >= before["utility"] - 15, (method, before, after)
+
+
+def test_anp_and_ibau_train_on_a_sample_of_the_retain_set_only(poisoned, runtime, monkeypatch):
+    """They are given clean data, a sample of D_r; D_f enters only the shared proxy's selection."""
+    import rem_unlearn.methods.anp as anp
+    import rem_unlearn.methods.ibau as ibau
+
+    data, model, _ = poisoned
+    known = discovered_ids(data.corrupted_ids, 0.5, seed=0)
+    seen: list[int] = []
+
+    def tapped(original):
+        def run_epoch(trainer, batches, loss_fn, **kwargs):
+            def tap():
+                for x, y, ids in batches:
+                    seen.extend(ids.tolist())
+                    yield x, y, ids
+            return original(trainer, tap(), loss_fn, **kwargs)
+        return run_epoch
+
+    for module in (anp, ibau):
+        monkeypatch.setattr(module, "run_epoch", tapped(module.run_epoch))
+    perturbation = ibau.IBAU.universal_perturbation
+
+    def universal_perturbation(self, ctx, model, rows):
+        seen.extend(ctx.train.ids[rows].tolist())
+        return perturbation(self, ctx, model, rows)
+
+    monkeypatch.setattr(ibau.IBAU, "universal_perturbation", universal_perturbation)
+    for method, settings in (("anp", {"iterations": 5}), ("ibau", {"rounds": 1, "inner_steps": 2, "outer_steps": 2})):
+        seen.clear()
+        unlearn(model, data.train, known, method, runtime=runtime, max_utility_drop=None, epochs=1,
+                select_best=False, **settings)
+        assert seen and not set(known.tolist()) & set(seen), method
+
+
+def test_anp_prunes_by_zeroing_batchnorm_scales_only(poisoned, runtime):
+    data, model, _ = poisoned
+    known = discovered_ids(data.corrupted_ids, 0.5, seed=0)
+    out = unlearn(model, data.train, known, "anp", runtime=runtime, max_utility_drop=None, select_best=False,
+                  iterations=30, threshold=0.9).model
+    before, after = batchnorms(model), batchnorms(out)
+    pruned = sum(int(((after[n].weight == 0) & (before[n].weight != 0)).sum()) for n in before)
+    assert pruned > 0
+    for n in before:
+        changed = after[n].weight != before[n].weight
+        assert torch.all(after[n].weight[changed] == 0) and torch.equal(after[n].bias, before[n].bias)
+    rest = {k: v for k, v in out.state_dict().items() if not any(k.startswith(n + ".weight") for n in before)}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in rest.items())  # statistics included
+
+
+def test_cuts_leaves_batchnorm_out_of_the_task_vector(poisoned, runtime):
+    data, model, _ = poisoned
+    known = discovered_ids(data.corrupted_ids, 0.5, seed=0)
+    out = unlearn(model, data.train, known, "cuts", runtime=runtime, max_utility_drop=None, alpha=1.0,
+                  epochs=1).model
+    norms = set(batchnorms(model))
+    for k, v in out.state_dict().items():
+        if k.rsplit(".", 1)[0] in norms:
+            assert torch.equal(v, model.state_dict()[k]), k
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in out.state_dict().items())
+
+
+def test_detect_retrain_heals_more_than_retrain_from_the_same_known_ids(noisy, runtime):
+    data, model, evaluate = noisy
+    known = discovered_ids(data.corrupted_ids, 0.3, seed=0)
+    healed = {m: evaluate(unlearn(model, data.train, known, m, runtime=runtime, pretrain=RECIPE,
+                                  max_utility_drop=None).model)["healed"] for m in ("retrain", "detect-retrain")}
+    assert healed["detect-retrain"] >= healed["retrain"] + 10, healed
+
+
+@pytest.mark.parametrize("rate", [0.1, 1.0])
+def test_a_backdoor_keeps_its_label_on_shifted_views_and_random_labels_do_not(rate, poisoned, noisy, runtime):
+    values = {}
+    for name, (data, model, _) in {"poison": poisoned, "random": noisy}.items():
+        rows = data.train.rows_of(discovered_ids(data.corrupted_ids, rate, seed=0))
+        values[name] = regularity_probe(model, data.train, rows, runtime)
+    assert values["poison"].value >= 0.85 and values["random"].value <= 0.5, values
+    assert values["poison"].stored >= 90 and values["random"].stored >= 50, values  # both memorised
+
+
+def test_advise_places_the_task_and_ranks_the_nearest_cell(poisoned, runtime):
+    table = {"regularity": {"poison": 0.95, "interclass": 0.6, "random": 0.25},
+             "cells": {kind: {f"{r:g}": {"rem": {"score": 50.0 + r, "sem": 1.0, "n": 3},
+                                         "ga": {"score": 40.0, "sem": 1.0, "n": 3}} for r in (0.1, 0.5, 1.0)}
+                       for kind in ("poison", "interclass", "random")},
+             "source": {"experiment": "toy"}}
+    data, model, _ = poisoned
+    known = discovered_ids(data.corrupted_ids, 0.5, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = advise(model, data.train, known, runtime=runtime, table=table, scorer="similarity")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert result.corruption == "poison" and result.recommended == "rem"
+    assert 0.0 < result.discovery_rate <= 1.0 and result.nearest_rate in (0.1, 0.5, 1.0)
+    assert json.loads(json.dumps(result.to_dict()))["recommended"] == "rem"
+    assert any("recommended: rem" in line for line in result.lines())
+
+
+def test_place_and_ranking_read_the_table():
+    table = {"regularity": {"poison": 0.9, "interclass": 0.4, "random": 0.05},
+             "cells": {"random": {"0.1": {"a": {"score": 1.0, "sem": 0, "n": 1},
+                                         "b": {"score": 2.0, "sem": 0, "n": 1}}},
+                       "interclass": {"0.5": {}}, "poison": {"1": {}}}}
+    assert place(table, 0.1, 0.9) == ("random", 0.1)
+    assert place(table, 0.6, 0.2) == ("interclass", 0.5)
+    assert place(table, float("nan"), 0.3) == ("random", 0.1)
+    assert [r["method"] for r in ranking(table, "random", 0.1)] == ["b", "a"]
+
+
+# ----------------------------------------------------------------------------- the advise command
+
+
+def advise_cli(setup: dict, *extra: str) -> int:
+    from rem_unlearn.cli import main
+
+    return main(["advise", "--model", f"{setup['nets']}:Net", "--checkpoint", str(setup["ckpt"]),
+                 "--train-data", str(setup["npz"]), "--forget-ids", str(setup["forget"]), "--scorer", "similarity",
+                 *extra])
+
+
+def test_advise_cli_on_a_user_model_prints_and_writes_the_advice(user_setup, capsys):
+    out = user_setup["root"] / "advice.json"
+    assert advise_cli(user_setup, "--json", str(out)) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "discovery rate: about" in printed and "regularity:" in printed and "recommended: " in printed
+    advice = json.loads(out.read_text())
+    table = json.loads((Path(rem_unlearn.__file__).parent / "bench" / "advice.json").read_text())
+    assert advice["corruption"] in table["cells"] and advice["known"] == 3
+    assert advice["recommended"] == advice["ranking"][0]["method"]
+    assert advice["ranking"][0]["score"] == max(m["score"] for m in advice["ranking"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--json", "advice.txt"], "ending in .json"),
+    (["--json", "forget.txt"], "is an input"),
+    (["--scorer", "nope"], "invalid choice"),
+])
+def test_advise_cli_refuses_before_any_work(user_setup, capsys, extra, message):
+    root = user_setup["root"]
+    extra = [str(root / e) if e.endswith((".txt", ".json")) else e for e in extra]
+    before = snapshot(root)
+    try:
+        rc = advise_cli(user_setup, *extra)
+    except SystemExit as exit_:  # argparse's own errors (a bad choice)
+        rc = exit_.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert snapshot(root) == before
