@@ -161,7 +161,7 @@ def test_bad_teacher_targets_the_random_teacher_on_forget_rows_only(model, toy, 
 
 def test_every_baseline_is_registered():
     expected = {"none", "etd", "retrain", "finetune", "cf-k", "eu-k", "ga", "npo", "scrub", "bad-teacher", "salun",
-                "ssd", "potion", "rem"}
+                "ssd", "potion", "rem", "detect-retrain", "detect-rem", "cuts", "anp", "ibau"}
     assert expected <= set(method_names())
     for name in method_names():
         cls = get_method(name)
