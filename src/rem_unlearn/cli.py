@@ -284,6 +284,17 @@ def print_expansion(report: dict[str, str], prefix: str = "") -> None:
     print(f"expand: {expansion_summary(names)}", flush=True)
 
 
+def known_task(args, source: UserModel | None):
+    """The model, training set, known ids, runtime, recipe (a preset's only) and, for a preset, its corrupted
+    data (the ground truth, printed but never used) that ``discover`` and ``advise`` work from."""
+    if source is not None:
+        loaded = source.load(args.forget_ids)
+        return loaded.model, loaded.train, loaded.forget_ids, loaded.runtime, None, None
+    task, model, known, _ = load_task(*experiment_of(args.checkpoint, **experiment(args)), args.checkpoint,
+                                      args.forget_ids)
+    return model, task.corrupted.train, known, task.runtime, task.cfg.train, task.corrupted
+
+
 def cmd_discover(args) -> int:
     """Rank every training id by how likely it shares the known ids' corruption; write the chosen ids."""
     overrides = apply_overrides({}, args.set or [])
@@ -293,15 +304,8 @@ def cmd_discover(args) -> int:
     if source is None and args.checkpoint:
         check_input(args.checkpoint, "--checkpoint")
     out, ranking = check_discovery_outputs(args.out, args.ranking, inputs, args.force)
-    truth = pretrain = None
-    if source is not None:
-        loaded = source.load(args.forget_ids)
-        runtime, train, model, known = loaded.runtime, loaded.train, loaded.model, loaded.forget_ids
-    else:
-        task, model, known, _ = load_task(*experiment_of(args.checkpoint, **experiment(args)), args.checkpoint,
-                                          args.forget_ids)
-        train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
-        truth = task.corrupted.corrupted_ids
+    model, train, known, runtime, pretrain, corrupted = known_task(args, source)
+    truth = None if corrupted is None else corrupted.corrupted_ids
     result = discover(model, train, known, args.scorer, args.budget, runtime=runtime, pretrain=pretrain,
                       **overrides)
     print(f"scorer {result.scorer}{' (' + result.info['chosen'] + ')' if 'chosen' in result.info else ''}: "
@@ -327,15 +331,7 @@ def cmd_advise(args) -> int:
         check_input(args.checkpoint, "--checkpoint")
     if args.json:
         check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
-    truth = pretrain = None
-    if source is not None:
-        loaded = source.load(args.forget_ids)
-        runtime, train, model, known = loaded.runtime, loaded.train, loaded.model, loaded.forget_ids
-    else:
-        task, model, known, _ = load_task(*experiment_of(args.checkpoint, **experiment(args)), args.checkpoint,
-                                          args.forget_ids)
-        train, runtime, pretrain = task.corrupted.train, task.runtime, task.cfg.train
-        truth = task.corrupted
+    model, train, known, runtime, pretrain, truth = known_task(args, source)
     result = advise(model, train, known, scorer=args.scorer, runtime=runtime, pretrain=pretrain, seed=args.seed)
     for line in result.lines():
         print(line)
