@@ -503,7 +503,7 @@ def test_source_commit_of_this_checkout(monkeypatch):
 def test_worker_with_other_code_fails_the_cell(tmp_path):
     cell = expand(smoke(tmp_path))[0]
     cell.__dict__["key"] = "0" * 20  # the key the driver computed with other code, carried with the cell
-    record = bench_cell.run_cell(cell, verify=True)
+    record = bench_cell.run_cell(cell, check_key=True)
     assert record["status"] == "failed" and record["key"] == "0" * 20
     assert "CellKeyMismatchError" in record["error"] and "different code" in record["error"]
 

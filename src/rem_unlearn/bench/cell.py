@@ -115,6 +115,38 @@ def unchanged_metrics(task: Task, model, forget_ids: torch.Tensor) -> dict[str, 
                                             forget_rows)}
 
 
+def stress_metrics(task: Task, model, known: torch.Tensor, tests: tuple[str, ...], seed: int) -> dict[str, Any]:
+    """``verify``'s stress tests on a cell's returned model, measured against the ground truth.
+
+    Per stressed model (relearn, recalibrate): healed (on D_c outside the relearn mix), utility, attack
+    success, and the fit on the known rows ``verify`` measures; for the views, their fit.
+    """
+    from ..metrics import inference_model
+    from ..training import accuracy
+    from ..verify import VerifyConfig, clean_rows, recalibrated, relearn_split, relearned, views_fit
+
+    cfg = VerifyConfig(tests=list(tests), seed=seed)
+    data, batcher = task.corrupted, task.evaluate.train_batcher
+    known_rows = data.train.rows_of(known)
+    clean = clean_rows(data.train, known_rows, cfg)
+    mixed, measured = relearn_split(known_rows, cfg)
+    stressed = {}
+    if "relearn" in tests:
+        stressed["relearn"] = (relearned(model, batcher, torch.cat([clean, mixed]), cfg), measured)
+    if "recalibrate" in tests:
+        stressed["recalibrate"] = (recalibrated(model, batcher, clean, cfg), known_rows)
+    held_out = data.corrupted_rows[~torch.isin(data.corrupted_rows, mixed)]
+    out: dict[str, Any] = {}
+    for name, (net, rows) in stressed.items():
+        metrics = task.evaluate(net)
+        out.update({f"{name}_healed": accuracy(net, batcher, held_out, labels=data.true_labels[held_out]),
+                    f"{name}_utility": metrics["utility"], f"{name}_attack_success": metrics["attack_success"],
+                    f"{name}_fit": accuracy(net, batcher, rows)})
+    if "views" in tests:
+        out["views_fit"] = views_fit(inference_model(model, task.runtime), data.train, known_rows, task.runtime, cfg)
+    return out
+
+
 def clear_task_cache() -> None:
     _TASKS.clear()
     _DETECTIONS.clear()
@@ -162,11 +194,11 @@ class CellKeyMismatchError(RuntimeError):
     """The worker resolves a cell to another key than the driver: it runs other code or another config."""
 
 
-def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
+def run_cell(cell: Cell, check_key: bool = False) -> dict[str, Any]:
     """Unlearn and evaluate one cell; any exception becomes a ``failed`` record, never an error.
 
     The record is stored under ``cell.key``, computed by the driver.  Engines running cells in
-    other processes pass ``verify``: the worker resolves the key afresh and fails the cell when it
+    other processes pass ``check_key``: the worker resolves the key afresh and fails the cell when it
     differs (its code or method defaults changed since the driver started) instead of writing
     results the grid never asked for.
     """
@@ -180,7 +212,7 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
     record = base_record(cell, key)
     start = time.perf_counter()
     try:
-        if verify and (own := cell_key(dataclasses.replace(cell))) != key:
+        if check_key and (own := cell_key(dataclasses.replace(cell))) != key:
             raise CellKeyMismatchError(
                 f"this worker ({platform.node()}, pid {os.getpid()}, versions {versions()}) resolves the cell to "
                 f"key {own}, the driver to {key}: the worker runs different code or method defaults than the "
@@ -203,6 +235,8 @@ def run_cell(cell: Cell, verify: bool = False) -> dict[str, Any]:
         else:
             metrics = task.evaluate(result.model, forget_ids)
         metrics.update(forget_quality(forget_ids, corrupted_ids))
+        if cell.verify:
+            metrics.update(stress_metrics(task, result.model, known, cell.verify, cell.seed))
         record["config"]["method"] = result.config
         record.update(status="ok", metrics=metrics, wall_time_s=result.wall_time_s,
                       n_forget=int(len(forget_ids)), n_known=int(len(known)), n_corrupted=int(len(corrupted_ids)),

@@ -137,7 +137,7 @@ def _worker_cell(cell: Cell, threads: int | None) -> dict[str, Any]:
     set_threads(threads)
     from rem_unlearn.bench.cell import run_cell as worker_run_cell
 
-    return worker_run_cell(cell, verify=True)
+    return worker_run_cell(cell, check_key=True)
 
 
 def _ray_cell(cell: Cell, threads: int | None, shipped: list) -> dict[str, Any]:

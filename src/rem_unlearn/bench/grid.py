@@ -69,6 +69,8 @@ class GridConfig:
     # A tuning (`rem-unlearn tune`): a shipped name or a file; each method then runs, per corruption, the setting
     # it chose under this grid's own overrides.  "" runs every method at its published setting.
     tuned: str = ""
+    # Stress tests of every cell's returned model (rem_unlearn.verify.STRESS_TESTS): does the repair survive them?
+    verify: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # ``variant_methods.etd=[rem,etd]`` on the command line arrives as a string.
@@ -128,6 +130,14 @@ class GridConfig:
         if not isinstance(self.unlearn, dict):
             raise ConfigError("unlearn must be a table/mapping of method config keys")
         self.validate_discovery()
+        from ..verify import STRESS_TESTS
+
+        unknown = [t for t in self.verify if t not in STRESS_TESTS]
+        if unknown:
+            raise ConfigError(f"verify: unknown stress test(s) {', '.join(map(repr, unknown))}; "
+                              f"choose from: {', '.join(STRESS_TESTS)}")
+        if len(set(self.verify)) != len(self.verify):
+            raise ConfigError(f"verify has duplicates: {self.verify}")
         # Every method config and every experiment config must resolve now, not halfway through a sweep.
         for variant in self.variants:
             for m in self.methods_for(variant):
@@ -238,6 +248,7 @@ class Cell:
     scorer: str | None = None  # detected cells: the scorer that extends the known ids
     scorer_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     trains_model: bool = field(default=False, compare=False, hash=False, repr=False)  # the runner left its model to it
+    verify: tuple[str, ...] = ()  # stress tests of the returned model (rem_unlearn.verify)
 
     @property
     def detected(self) -> bool:
@@ -295,6 +306,10 @@ def cell_key(cell: Cell) -> str:
     if cell.detected:
         keyed["discovery"] = {"mode": cell.discovery_mode, "scorer": cell.scorer,
                               "scorer_config": scorer_config(cell.scorer, cell.scorer_overrides)}
+    if cell.verify:  # added later: cells without stress tests keep their keys
+        from ..verify import VerifyConfig
+
+        keyed["verify"] = to_dict(VerifyConfig(tests=list(cell.verify)))
     return cache_key(keyed)
 
 
@@ -321,7 +336,8 @@ def expand(grid: GridConfig) -> list[Cell]:
                     if "uniform" in grid.discovery_modes:
                         for method in methods:
                             cells.append(Cell(cfg.data.name, variant, corruption, int(seed), float(rate), method,
-                                              cfg, cell_overrides(cfg, grid.overrides_for(method, corruption), seed), gid))
+                                              cfg, cell_overrides(cfg, grid.overrides_for(method, corruption), seed), gid,
+                                              verify=tuple(grid.verify)))
                     if "detected" in grid.discovery_modes:
                         for scorer in grid.scorers:  # cells of one detection follow each other (it is cached)
                             for method in (m for m in methods if m not in UNCHANGED_METHODS):
@@ -329,13 +345,14 @@ def expand(grid: GridConfig) -> list[Cell]:
                                                   method, cfg, cell_overrides(cfg, grid.overrides_for(method, corruption), seed),
                                                   gid,
                                                   "detected", scorer,
-                                                  copy.deepcopy(grid.scorer_overrides.get(scorer, {}))))
+                                                  copy.deepcopy(grid.scorer_overrides.get(scorer, {})),
+                                                  verify=tuple(grid.verify)))
     return cells
 
 
 #: Grid keys added after BENCH_FORMAT 1, with their defaults: left out of ``grid.json`` at those defaults,
 #: so results folders written before they existed are still the same grid.
-_ADDED_KEYS = {"discovery_modes": ["uniform"], "scorers": ["auto"], "scorer_overrides": {}, "tuned": ""}
+_ADDED_KEYS = {"discovery_modes": ["uniform"], "scorers": ["auto"], "scorer_overrides": {}, "tuned": "", "verify": []}
 
 
 def grid_dict(grid: GridConfig) -> dict[str, Any]:
