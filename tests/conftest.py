@@ -101,3 +101,68 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ----------------------------------------------------------------------------- planted tasks (session-wide)
+# A ResNet-9 (width 0.25) that memorises 60 corrupted samples of 1,000 Fashion-MNIST images, trained the way the
+# benchmark trains (BatchNorm in train mode, bf16 autocast where the runtime has it); about 16 s each, shared by
+# the defence, advise and verify tests.
+
+PLANTED_SIZES = {"train": 1000, "test": 600, "corrupted": 60}
+
+
+def planted_recipe():
+    from rem_unlearn.config import OptimConfig, TrainConfig
+
+    return TrainConfig(epochs=20, augment=False, optim=OptimConfig(lr=0.05, batch_size=64))
+
+
+PLANTED_RECIPE = planted_recipe()
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    from rem_unlearn.config import RuntimeConfig
+    from rem_unlearn.training import Runtime
+
+    threads = torch.get_num_threads()
+    yield Runtime.from_config(RuntimeConfig(progress=False, threads=1))
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def split():
+    from rem_unlearn.data import DatasetNotFoundError, load_dataset
+
+    try:
+        full = load_dataset("fashion-mnist", "train")
+    except DatasetNotFoundError as err:
+        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+    n, m = PLANTED_SIZES["train"], PLANTED_SIZES["test"]
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    return full.subset(order[:n]), full.subset(order[n:n + m])
+
+
+def planted(kind: str, split, runtime):
+    """(corrupted data, the trained model in eval mode, its evaluator) for a planted ``kind``."""
+    from rem_unlearn import corrupt
+    from rem_unlearn.metrics import Evaluator
+    from rem_unlearn.models.resnet9 import ResNet9
+    from rem_unlearn.training import train_model
+
+    train, test = split
+    data = corrupt(train, kind=kind, size=PLANTED_SIZES["corrupted"], seed=0)
+    torch.manual_seed(0)
+    model = runtime.prepare(ResNet9(num_classes=10, in_channels=1, width=0.25))
+    train_model(model, data.train, PLANTED_RECIPE, runtime)
+    return data, model.eval(), Evaluator(data, test, runtime)
+
+
+@pytest.fixture(scope="session")
+def poisoned(split, runtime):
+    return planted("poison", split, runtime)
+
+
+@pytest.fixture(scope="session")
+def noisy(split, runtime):
+    return planted("random", split, runtime)

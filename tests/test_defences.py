@@ -9,61 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import snapshot
+from conftest import PLANTED_RECIPE as RECIPE, snapshot
 
 import rem_unlearn
-from rem_unlearn import corrupt, discovered_ids, unlearn
+from rem_unlearn import discovered_ids, unlearn
 from rem_unlearn.advise import advise, place, ranking, regularity_probe
-from rem_unlearn.config import OptimConfig, RuntimeConfig, TrainConfig
-from rem_unlearn.data.base import ImageDataset
 from rem_unlearn.methods.anp import batchnorms
-from rem_unlearn.metrics import Evaluator
-from rem_unlearn.models.resnet9 import ResNet9
-from rem_unlearn.training import Runtime, train_model
-
-TRAIN, TEST, CORRUPTED = 1000, 600, 60
-RUNTIME = {"progress": False, "threads": 1}
-RECIPE = TrainConfig(epochs=20, augment=False, optim=OptimConfig(lr=0.05, batch_size=64))
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Runtime:
-    threads = torch.get_num_threads()
-    yield Runtime.from_config(RuntimeConfig(**RUNTIME))
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def split() -> tuple[ImageDataset, ImageDataset]:
-    from rem_unlearn.data import DatasetNotFoundError, load_dataset
-
-    try:
-        full = load_dataset("fashion-mnist", "train")
-    except DatasetNotFoundError as err:
-        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
-    return full.subset(order[:TRAIN]), full.subset(order[TRAIN:TRAIN + TEST])
-
-
-def trained(kind: str, split, runtime: Runtime):
-    """A ResNet-9 (width 0.25) that memorises 60 corrupted samples of 1,000 Fashion-MNIST images (about 16 s)."""
-    train, test = split
-    data = corrupt(train, kind=kind, size=CORRUPTED, seed=0)
-    torch.manual_seed(0)
-    model = runtime.prepare(ResNet9(num_classes=10, in_channels=1, width=0.25))
-    train_model(model, data.train, RECIPE, runtime)
-    return data, model.eval(), Evaluator(data, test, runtime)
-
-
-@pytest.fixture(scope="module")
-def poisoned(split, runtime):
-    return trained("poison", split, runtime)
-
-
-@pytest.fixture(scope="module")
-def noisy(split, runtime):
-    return trained("random", split, runtime)
-
 
 def test_the_planted_backdoor_and_labels_are_memorised(poisoned, noisy):
     data, model, evaluate = poisoned

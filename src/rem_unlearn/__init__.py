@@ -12,6 +12,7 @@ _LAZY = {
     "unlearn": "api", "UnlearnResult": "api", "ForgetIdError": "api",
     "unlearn_user_model": "api", "UserModelResult": "api", "UtilityDropError": "api", "MAX_UTILITY_DROP": "api",
     "discover": "discovery", "DiscoveryResult": "discovery", "advise": "advise", "Advice": "advise",
+    "verify": "verify", "Verification": "verify", "VerifyConfig": "verify",
     "expand": "models", "discard": "models",
     "ImageDataset": "data", "load_dataset": "data",
     "load_training_set": "data.user", "ImageFit": "data.images",  # a .npz, an image folder, a saved HF dataset

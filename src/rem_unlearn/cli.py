@@ -21,11 +21,12 @@ from pathlib import Path
 
 from .api import unlearn
 from .bench.cli import add_bench_parser, add_tune_parser, run_bench, run_tune
-from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, to_dict
+from .config import CORRUPTION_KINDS, DATASET_NAMES, ConfigError, apply_overrides, from_dict, to_dict
 from .data.hf_dataset import DatasetColumns
 from .data.store import STORE_CHOICES
 from .discovery import discover, make_scorer, scorer_names
-from .errors import EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_USER, MAX_UTILITY_DROP, UserError, UtilityDropError
+from .errors import (EXIT_BROKEN_PIPE, EXIT_NOT_IMPROVED, EXIT_NOT_REMOVED, EXIT_USER, MAX_UTILITY_DROP, UserError,
+                     UtilityDropError)
 from .experiment import corrupted_data, method_overrides, prepare
 from .files import PathError, atomic_write_json, check_input, check_output
 from .methods import get_method, method_names
@@ -346,6 +347,36 @@ def cmd_advise(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Stress-test a repaired model against the original: was the corruption removed, or only hidden?"""
+    from .verify import VerifyConfig, verify
+
+    config = from_dict(VerifyConfig, apply_overrides({"seed": args.seed}, args.set or []))
+    config.validate()
+    source = user_model(args)
+    if source is None:
+        raise ConfigError("verify works on your own model: give --model with --checkpoint (or --hf-model), "
+                          "--train-data, and the repaired model as --repaired")
+    folders = source.hf
+    repaired = check_input(args.repaired, "--repaired", folder_ok=folders)
+    reference = check_input(args.reference, "--reference", folder_ok=folders) if args.reference else None
+    inputs = [*model_inputs(args), *(p for p in (repaired, reference) if p)]
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
+    loaded = source.load(args.forget_ids)
+    result = verify(loaded.model, source.other_weights(loaded, repaired), loaded.train, loaded.forget_ids,
+                    reference=source.other_weights(loaded, reference) if reference else None,
+                    runtime=loaded.runtime, config=config)
+    for line in result.lines():
+        print(line)
+    print(f"({result.seconds:.0f} s)")
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",), inputs=inputs, force=args.force)
+        atomic_write_json(args.json, result.to_dict())
+        print(f"verification written to {args.json}")
+    return 0 if result.verdict == "removed" else EXIT_NOT_REMOVED
+
+
 def cmd_methods(args) -> int:
     for name in method_names():
         space = get_method(name).Config.search_space
@@ -440,6 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the discovery scorer that estimates the unfound corrupted samples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scorer's folds and the probe's split")
     p.add_argument("--json", help="write the estimates and the ranking here (a .json file)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add_user_model_args(p)
+
+    p = command("verify", cmd_verify, experiment=False,
+                help="stress-test a repaired model: was the corruption removed, or only hidden?")
+    p.add_argument("--checkpoint", help="the original (trained) model's state_dict")
+    p.add_argument("--repaired", required=True,
+                   help="the repaired model: a state_dict of the same model (what `unlearn --out` wrote), or with "
+                        "--hf-model a save_pretrained folder")
+    p.add_argument("--reference", help="optional: a model retrained without the corruption, in the same form")
+    p.add_argument("--forget-ids", required=True, help="the known corrupted ids: a .txt/.csv/.npy file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clean sample, the relearn split and the views")
+    p.add_argument("--set", action="append", metavar="key=value",
+                   help="stress test setting, e.g. tests=[relearn] or relearn_epochs=10 (repeatable; docs/verify.md)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="compute device")
+    p.add_argument("--json", help="write the verification here (a .json file)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_user_model_args(p)
 

@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1  # an unexpected error (a bug): Python prints the traceback; also `bench` with failed cells
 EXIT_USER = 2  # a user mistake: one line on stderr, nothing written
 EXIT_NOT_IMPROVED = 3  # `unlearn`: no round improved on the original model, or utility fell too far; nothing written
+EXIT_NOT_REMOVED = 4  # `verify`: the repair did not hold (suppressed or not healed); the report is still written
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`rem-unlearn methods | head -3`): the shell's 128 + SIGPIPE
 
 

@@ -145,8 +145,10 @@ def plain_copy(model: nn.Module, runtime: Runtime) -> nn.Module:
 
 
 def relearned(model: nn.Module, batcher: Batcher, rows: torch.Tensor, cfg: VerifyConfig) -> nn.Module:
-    """A copy fine-tuned on ``rows`` (stored labels, no augmentation, BatchNorm in train mode)."""
+    """A copy fine-tuned on ``rows`` (stored labels, no augmentation, BatchNorm in train mode); every model
+    sees the same batches in the same order."""
     runtime = batcher.runtime
+    batcher = Batcher(batcher.data, runtime, seed=cfg.seed)
     net = plain_copy(model, runtime)
     steps = cfg.relearn_epochs * -(-len(rows) // cfg.relearn_optim.batch_size)
     trainer = Trainer(net, cfg.relearn_optim, steps, runtime, what="verify relearn")

@@ -269,6 +269,17 @@ class UserModel:
             model.check_images(train.channels, train.image_size, x)
         return LoadedModel(runtime, match_classes(model, x, train), model, forget, rows, fit)
 
+    def other_weights(self, loaded: LoadedModel, path: str | Path) -> nn.Module:
+        """The same model with other weights (a repaired model: a state_dict file, or a ``save_pretrained`` folder
+        with ``--hf-model``), on the loaded model's device."""
+        if self.hf:
+            from .models.hf import from_pretrained
+
+            model = from_pretrained(path)
+        else:
+            model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), path)
+        return loaded.runtime.prepare(model).eval()
+
     def write(self, loaded: LoadedModel, repaired: UserModelResult, out: Path, inputs: list[Path], force: bool) -> None:
         """The repaired model where the user's code loads it: a state_dict with a sidecar, or a
         ``save_pretrained`` folder; ``out`` is checked once more, as the run took a while."""

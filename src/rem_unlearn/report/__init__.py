@@ -16,12 +16,15 @@ from .tables import (
     cell_table,
     detected_label,
     discovery_table,
+    has_stress_tests,
     is_detected,
+    is_ok,
     leaderboard,
     main_table,
     markdown_table,
     method_label,
     records_to_rows,
+    stress_table,
     summary,
     write_csv,
 )
@@ -95,6 +98,10 @@ def build_report(
             md.append(f"- **{method_label(method)}**: {len(cells)} cell(s)")
             md += [f"  - {_cell_text(c)}: {metric} {c['value']:.2f} vs trained {c['trained_value']:.2f}"
                    for c in cells]
+    if has_stress_tests(records):
+        heading = "Stress tests (verify): does the repair survive relearning, recalibration, shifted views?"
+        tables_md[heading] = stress_table(records)
+        md += ["", f"## {heading}", "", tables_md[heading]]
     discovery_figures: list[Path] = []
     if detected:
         paths.update(_discovery_section(records, detected, out, md, tables_md, discovery_figures))
@@ -113,7 +120,9 @@ def build_report(
 
     figures: list[Path] = []
     for dataset, variant in groups:
-        for metric in ("score", "healed"):
+        stressed = [m for m in ("relearn_attack_success", "relearn_healed")
+                    if any(is_ok(r) and r["metrics"].get(m) is not None for r in records)]
+        for metric in ("score", "healed", *stressed):
             stem = f"heatmap_{metric}_{_slug(dataset)}_{_slug(variant)}"
             paths[stem] = plot_heatmaps(records, out / f"{stem}.png", metric=metric,
                                         dataset=dataset, variant=variant)

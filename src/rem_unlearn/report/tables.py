@@ -363,3 +363,45 @@ def discovery_table(records: Iterable[Mapping[str, Any]]) -> str:
         lines.append(f"| {variant} | {corruption} | {rate:g} | {scorer} | {size[0]:.0f} | {prec} | {rec_} | "
                      f"{np.mean(secs):.1f} | {len(recs)} |")
     return "\n".join(lines) + "\n"
+
+
+#: The stress-test columns of a grid run with ``verify=[...]``: (metric before, metric after the stress, header).
+STRESS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("healed", "relearn_healed", "healed → relearned"),
+    ("healed", "recalibrate_healed", "healed → recalibrated"),
+    ("attack_success", "relearn_attack_success", "attack success → relearned"),
+    ("attack_success", "recalibrate_attack_success", "attack success → recalibrated"),
+    ("forget_accuracy", "views_fit", "fit on D_f → its views"),
+)
+
+
+def has_stress_tests(records: Iterable[Mapping[str, Any]]) -> bool:
+    return any(is_ok(r) and any(k in r["metrics"] for _, k, _ in STRESS_COLUMNS) for r in records)
+
+
+def stress_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """Per corruption, method and discovery rate: each metric before and after each stress test (means over
+    seeds), for the columns any record of the corruption has."""
+    groups: dict[tuple[str, str, float], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        if is_ok(r):
+            c = r["cell"]
+            groups[(c["corruption"], c["method"], float(c["discovery_rate"]))].append(r)
+    out = []
+    for corruption in sorted({k[0] for k in groups}):
+        keys = sorted(k for k in groups if k[0] == corruption)
+        columns = [col for col in STRESS_COLUMNS
+                   if any(metric_value(r, col[1]) is not None for k in keys for r in groups[k])]
+        if not columns:
+            continue
+        out += [f"**{corruption}**", "", "| method | rate | " + " | ".join(h for _, _, h in columns) + " |",
+                "|---|---:|" + "---:|" * len(columns)]
+        for key in keys:
+            cells = []
+            for before, after, _ in columns:
+                pair = [mean_sem([v for r in groups[key] if (v := metric_value(r, m)) is not None])[0]
+                        for m in (before, after)]
+                cells.append(" → ".join("–" if math.isnan(v) else f"{v:.1f}" for v in pair))
+            out.append(f"| {method_label(key[1])} | {key[2]:g} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
