@@ -21,6 +21,7 @@ import torch
 from rem_unlearn.bench import (BENCH_FORMAT, GRID_PRESETS, GridConfig, GridMismatchError, LocalEngine, ResultStore,
                                cell_key, expand, grid_preset, load_grid, run_grid)
 from rem_unlearn.bench import cell as bench_cell
+from rem_unlearn.bench.grid import grid_dict
 from rem_unlearn.config import ConfigError, load_config
 from rem_unlearn.methods import METHODS, Method, register_method
 from rem_unlearn.metrics import METRIC_NAMES
@@ -167,6 +168,8 @@ def test_cells_resolve_seeds_and_keys(tmp_path):
     (["unlearn.epochz=2"], "valid keys: optim, epochs"),
     (["method_overrides.rem.beta=-1"], "beta > 0"),
     (["experiment_overrides.model.widht=1"], "valid keys: arch, width"),
+    (["verify=[relearn,nope]"], "choose from: relearn, recalibrate, views"),
+    (["verify=[views,views]"], "verify has duplicates"),
 ])
 def test_grid_validation(overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -366,6 +369,26 @@ def test_seeds_run_one_at_a_time_accumulate(cache_dir, tmp_path, monkeypatch):
     assert sorted(r["cell"]["seed"] for r in load_records(results)) == [0, 0, 1, 1]
     ga = {r["cell"]["seed"]: r["config"]["method"]["seed"] for r in load_records(results) if r["cell"]["method"] == "ga"}
     assert ga == {0: 0, 1: 1}  # the unlearning seed follows the cell's seed
+
+
+def test_stress_test_columns_keep_other_keys_and_reach_the_report(cache_dir, tmp_path):
+    """verify=[...] changes only the keys of the cells it stresses (earlier records stay valid), records every
+    stress metric, and the report gains the table and the relearn heatmaps."""
+    from rem_unlearn.report import build_report
+
+    one = dict(corruptions=["poison"], discovery_rates=[1.0], methods=["none", "ga"])
+    plain = smoke(cache_dir, **one)
+    stressed = smoke(cache_dir, verify=["relearn", "recalibrate", "views"], **one)
+    assert not {cell_key(c) for c in expand(plain)} & {cell_key(c) for c in expand(stressed)}
+    assert "verify" not in grid_dict(plain) and grid_dict(stressed)["verify"] == ["relearn", "recalibrate", "views"]
+    records = run_grid(stressed, tmp_path / "results", quiet=True)
+    names = {f"{t}_{m}" for t in ("relearn", "recalibrate") for m in ("healed", "utility", "attack_success", "fit")}
+    for record in records:
+        assert record["status"] == "ok" and names | {"views_fit"} <= set(record["metrics"]), record["error"]
+        assert 0 <= record["metrics"]["relearn_attack_success"] <= 100
+    paths = build_report(records, tmp_path / "report")
+    assert "heatmap_relearn_attack_success_fashion-mnist_capacity" in paths
+    assert "attack success → relearned" in (tmp_path / "report" / "summary.md").read_text()
 
 
 def test_process_pool_matches_in_process(cache_dir, tmp_path):

@@ -60,7 +60,7 @@ def test_a_clean_retrained_model_passes_and_the_trained_model_is_not_healed(pois
     assert all(t.passed for t in clean.tests), clean.lines()  # each test measured, none came back
     relearn = clean.tests[0]
     assert relearn.rows == len(known) - 10 and relearn.original >= 90 and relearn.repaired <= 40, clean.lines()
-    untouched = verify(model, model, data.train, known, runtime=runtime)
+    untouched = verify(model, model, data.train, known, runtime=runtime, config={"tests": ["views"]})
     assert untouched.verdict == "not healed" and untouched.stored_repaired >= 90
     for m, saved in zip((model, retrained), before):
         assert all(torch.equal(v, saved[k]) for k, v in m.state_dict().items())  # neither model was modified

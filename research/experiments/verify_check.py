@@ -8,6 +8,9 @@ against the trained model.  Each line of the records is one (corruption, rate, r
     .venv/bin/python research/experiments/verify_check.py --table research/records/verify_dev.jsonl
 
 ``--epochs`` sweeps the relearn passes (the dev seed chooses the default; reported seeds confirm it).
+``--timing`` instead times one REM repair and one `verify` of it (poison, discovery 0.5), in one process:
+
+    .venv/bin/python research/experiments/verify_check.py --seed 0 --timing
 """
 
 from __future__ import annotations
@@ -59,6 +62,32 @@ def run(seed: int, out: Path, epochs: list[int]) -> None:
                     print(kind, rate, name, n, result.verdict, [t.line() for t in result.tests], flush=True)
 
 
+def timing(seed: int) -> None:
+    from rem_unlearn import discovered_ids, unlearn
+    from rem_unlearn.bench.grid import experiment_config, load_grid
+    from rem_unlearn.experiment import method_overrides, prepare
+    from rem_unlearn.verify import verify
+
+    cfg = experiment_config(load_grid("default").base_experiment(), "poison", "capacity", seed, "cpu")
+    task = prepare(cfg)
+    runtime = dataclasses.replace(task.runtime, progress=False)
+    known = discovered_ids(task.corrupted.corrupted_ids, 0.5, seed)
+    start = time.perf_counter()
+    repaired = unlearn(task.model, task.corrupted.train, known, "rem", runtime=runtime, pretrain=cfg.train,
+                       **{"seed": seed, **method_overrides(cfg, {"epochs": 1})}).model
+    rem_s = time.perf_counter() - start
+    result = verify(task.model, repaired, task.corrupted.train, known, runtime=runtime)
+    print("\n".join(result.lines()))
+    print(f"REM (the default grid's budget, 1 pass): {rem_s:.1f} s; verify: {result.seconds:.1f} s; "
+          f"ratio {result.seconds / rem_s:.2f} ({torch_threads()} threads)")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def table(path: Path) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     out = ["| corruption | rate | model | relearn passes | stored fit | relearn: fit before → after (share) | "
@@ -85,8 +114,11 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     p.add_argument("--epochs", default="5", help="relearn passes to try, comma-separated")
     p.add_argument("--table", type=Path, help="print the table of a records file instead of running")
+    p.add_argument("--timing", action="store_true", help="time one REM repair and one verify of it")
     args = p.parse_args()
-    if args.table:
+    if args.timing:
+        timing(args.seed)
+    elif args.table:
         print(table(args.table))
     else:
         run(args.seed, args.out, [int(e) for e in args.epochs.split(",")])
