@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from rem_unlearn import discovered_ids, unlearn
 from rem_unlearn.config import ConfigError
 from rem_unlearn.training import Batcher
-from rem_unlearn.verify import VerifyConfig, relearn_split, share_back, verify
+from rem_unlearn.verify import StressTest, Verification, VerifyConfig, relearn_split, share_back, verify
 
 
 def state(model) -> dict[str, torch.Tensor]:
@@ -98,6 +98,12 @@ def test_share_and_when_a_test_says_nothing():
     assert len(mixed) == 3 and len(measured) == 4 and not set(mixed.tolist()) & set(measured.tolist())
     with pytest.raises(ConfigError, match="choose from: relearn, recalibrate, views"):
         VerifyConfig(tests=["relearn", "nope"]).validate()
+    close = Verification(100, 100.0, 2.0, [StressTest("relearn", 90, 100.0, 49.0, 2.0, None, 0.48, True)], "removed",
+                         0.0, {"threshold": 0.5})
+    assert close.lines()[-1] == "verdict: removed (relearn came 48 % of the way back; the line is 50 %)"
+    clear = Verification(100, 100.0, 2.0, [StressTest("relearn", 90, 100.0, 12.0, 2.0, None, 0.1, True)], "removed",
+                         0.0, {"threshold": 0.5})
+    assert clear.lines()[-1] == "verdict: removed"
 
 
 # ----------------------------------------------------------------------------- the verify command

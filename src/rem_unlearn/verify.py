@@ -106,10 +106,14 @@ class Verification:
     config: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
+        threshold = self.config.get("threshold", 0.5)
+        close = [t for t in self.tests if t.passed and t.share is not None and t.share >= threshold / 2]
+        note = "".join(f" ({t.name} came {100 * t.share:.0f} % of the way back; the line is {100 * threshold:.0f} %)"
+                       for t in close if self.verdict == "removed")
         return [f"known ids as stored: the original fits {self.stored_original:.0f} %, the repaired model "
                 f"{self.stored_repaired:.0f} % ({self.known} ids)",
                 *(t.line() for t in self.tests),
-                f"verdict: {self.verdict}"]
+                f"verdict: {self.verdict}{note}"]
 
     def to_dict(self) -> dict:
         return asdict(self)

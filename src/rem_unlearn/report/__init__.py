@@ -124,8 +124,8 @@ def build_report(
                     if any(is_ok(r) and r["metrics"].get(m) is not None for r in records)]
         for metric in ("score", "healed", *stressed):
             stem = f"heatmap_{metric}_{_slug(dataset)}_{_slug(variant)}"
-            paths[stem] = plot_heatmaps(records, out / f"{stem}.png", metric=metric,
-                                        dataset=dataset, variant=variant)
+            paths[stem] = plot_heatmaps(records, out / f"{stem}.png", metric=metric, dataset=dataset,
+                                        variant=variant, lower_is_better=metric.endswith("attack_success"))
             figures.append(paths[stem])
     paths["wall_time"] = plot_wall_time(records, out / "wall_time.png")
     figures += [paths["wall_time"], *discovery_figures]

@@ -41,6 +41,7 @@ def plot_heatmaps(
     variant: str | None = None,
     span: float = 100.0,
     ncols: int = 4,
+    lower_is_better: bool = False,
 ) -> Path:
     """One heatmap panel per unlearning method: regularity rows × [Trained, discovery rates].
 
@@ -53,7 +54,8 @@ def plot_heatmaps(
     ``–`` = no record; cells whose row has no trained reference are grey but keep their
     number. Records are filtered to ``dataset``/``variant`` when given. On the ETD model,
     whose grid runs ``etd`` rather than ``none``, ``etd`` (the trained ETD model in drop
-    mode) is the reference column.
+    mode) is the reference column.  ``lower_is_better`` (attack success) flips the colour, so blue stays better.
+    A record without the metric (attack success on a label corruption) counts as no record.
     """
     path = Path(path)
     recs = [
@@ -75,9 +77,12 @@ def plot_heatmaps(
             methods.add(method)
             rates.add(rate)
         key = (method, corr, rate)
-        v = metric_value(r, metric) if is_ok(r) else None
-        if v is None:
+        if not is_ok(r):
             failed.add(key)
+            continue
+        v = metric_value(r, metric)
+        if v is None:
+            continue
         elif method == reference:
             trained_seed[corr][cell.get("seed")].append(v)
         else:
@@ -123,7 +128,7 @@ def plot_heatmaps(
                     ax.text(j, i, entry, ha="center", va="center", fontsize=11, color="dimgray")
                     continue
                 mean, sem, count = entry
-                diff = mean - ref[0] if ref else math.nan
+                diff = (ref[0] - mean if lower_is_better else mean - ref[0]) if ref else math.nan
                 grid[i, j] = diff
                 dark = not math.isnan(diff) and abs(diff) > 0.6 * span
                 colour = "white" if dark else "black"
@@ -138,7 +143,7 @@ def plot_heatmaps(
         ax.set_xlabel("discovery rate", fontsize=8)
         ax.set_title(method, fontsize=10)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), shrink=0.8,
-                 label=f"{metric} − trained")
+                 label=f"trained − {metric}" if lower_is_better else f"{metric} − trained")
     where = "/".join(x for x in (dataset, variant) if x)
     fig.suptitle(f"{metric}" + (f" — {where}" if where else ""), fontsize=11)
     atomic_savefig(fig, path, dpi=DPI)
