@@ -56,9 +56,10 @@ def test_a_clean_retrained_model_passes_and_the_trained_model_is_not_healed(pois
     before = state(model), state(retrained)
     clean = verify(model, retrained, data.train, known, runtime=runtime)
     assert clean.verdict == "removed", clean.lines()
-    assert [t.name for t in clean.tests] == ["relearn", "recalibrate", "views"]
-    assert all(t.passed for t in clean.tests), clean.lines()  # each test measured, none came back
+    assert [t.name for t in clean.tests] == ["relearn", "recalibrate", "views", "trigger"]
+    assert all(t.passed is not False for t in clean.tests), clean.lines()  # none came back
     relearn = clean.tests[0]
+    assert relearn.passed and clean.tests[1].passed, clean.lines()  # measured, and held
     assert relearn.rows == len(known) - 10 and relearn.original >= 90 and relearn.repaired <= 40, clean.lines()
     untouched = verify(model, model, data.train, known, runtime=runtime, config={"tests": ["views"]})
     assert untouched.verdict == "not healed" and untouched.stored_repaired >= 90
@@ -86,6 +87,28 @@ def test_a_reference_model_sets_the_relearn_baseline(poisoned, retrained, runtim
                     config={"tests": ["relearn"]})
     relearn = result.tests[0]
     assert relearn.reference == relearn.repaired == relearn.baseline and relearn.share == 0.0
+
+
+def test_the_trigger_is_estimated_from_the_known_images_and_moved(poisoned, noisy, runtime):
+    """The planted 3x3 patch is found in the bottom-right corner; moved a few pixels it still fires on the
+    trained model; random labels share neither a patch nor a label, and the test says nothing."""
+    from rem_unlearn.verify import clean_rows, estimated_trigger, trigger_fit
+
+    data, model, _ = poisoned
+    cfg = VerifyConfig()
+    batcher = Batcher(data.train, runtime)
+    known = data.train.rows_of(discovered_ids(data.corrupted_ids, 0.5, seed=0))
+    clean = clean_rows(data.train, known, cfg)
+    trigger = estimated_trigger(batcher, known, clean, cfg)
+    assert trigger is not None and trigger.target == 0 and int(trigger.mask.sum()) == 9
+    assert (trigger.top, trigger.left) == (25, 25)
+    assert trigger_fit(model, batcher, clean, trigger, cfg, moved=False) >= 95
+    assert trigger_fit(model, batcher, clean, trigger, cfg, moved=True) >= 15  # it fires a few pixels away too (28 %)
+    data, model, _ = noisy
+    known = data.train.rows_of(discovered_ids(data.corrupted_ids, 0.5, seed=0))
+    assert estimated_trigger(Batcher(data.train, runtime), known, clean_rows(data.train, known, cfg), cfg) is None
+    result = verify(model, model, data.train, data.train.ids[known], runtime=runtime, config={"tests": ["trigger"]})
+    assert result.tests[0].share is None and "says nothing" in result.tests[0].line()
 
 
 def test_share_and_when_a_test_says_nothing():
@@ -137,7 +160,7 @@ def test_verify_cli_on_a_user_model_prints_and_writes_the_verdict(user_setup, re
     result = json.loads(out.read_text())
     assert result["verdict"] in ("removed", "suppressed", "not healed") and result["known"] == 3
     assert rc == (0 if result["verdict"] == "removed" else 4)
-    assert [t["name"] for t in result["tests"]] == ["relearn", "recalibrate", "views"]
+    assert [t["name"] for t in result["tests"]] == ["relearn", "recalibrate", "views", "trigger"]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -11,8 +11,11 @@ practitioner can measure it without ground truth.
   recovers it.
 * **recalibrate**: the BatchNorm statistics are re-estimated on the clean sample.  Healing that lives in
   the statistics (for example a flush that shifted them) does not survive it.
-* **views**: randomly shifted views of the known images (up to ``shift`` pixels; a backdoor's patch moves
-  with the image).  A suppressed backdoor or memorised label can hold on the stored images only.
+* **views**: randomly shifted views of the known images (up to ``shift`` pixels).  A suppressed backdoor or
+  memorised label can hold on the stored images only.
+* **trigger**: where the known images share a patch that clean images lack (and one stored label), the patch
+  is estimated and stamped on clean images at other positions, up to ``shift`` pixels from its own; the fit
+  is how often they get the known images' label.
 
 Each test reports the share of the way back: (stressed repaired fit - baseline) / (stressed original fit -
 baseline), where the baseline is the repaired model's fit before the stress (for relearn, the relearned
@@ -39,7 +42,8 @@ from .data.base import ImageDataset
 from .metrics import inference_model
 from .training import Batcher, Runtime, Trainer, accuracy, recalibrate_batchnorm, run_epoch
 
-STRESS_TESTS = ("relearn", "recalibrate", "views")
+STRESS_TESTS = ("relearn", "recalibrate", "views", "trigger")
+BENCH_TESTS = STRESS_TESTS[:3]  # the benchmark's columns (it knows its trigger; the estimate is for users)
 VERDICTS = ("removed", "suppressed", "not healed")
 
 
@@ -58,6 +62,9 @@ class VerifyConfig:
     threshold: float = 0.5  # share of the way back that fails a test
     min_gap: float = 20.0  # points between baseline and the stressed original below which a test says nothing
     min_rows: int = 5  # known rows a test measures on, below which it says nothing (one row is 20 points)
+    trigger_agreement: float = 0.9  # share of the known ids with one stored label for the trigger test to run
+    trigger_spread: float = 0.1  # a patch pixel varies less than this x the clean images' std over the known ones
+    trigger_contrast: float = 1.0  # and its mean lies this x the clean images' std from theirs
     seed: int = 0
 
     def validate(self) -> None:
@@ -68,6 +75,8 @@ class VerifyConfig:
             raise ConfigError("verify: clean_samples >= 2, relearn_known, relearn_epochs and views >= 1")
         if not 0.0 < self.threshold <= 1.0 or self.shift < 1:
             raise ConfigError("verify: threshold must be in (0, 1] and shift >= 1")
+        if not 0.0 < self.trigger_agreement <= 1.0 or self.trigger_spread <= 0 or self.trigger_contrast <= 0:
+            raise ConfigError("verify: trigger_agreement must be in (0, 1], trigger_spread and trigger_contrast > 0")
         self.relearn_optim.validate()
 
 
@@ -76,7 +85,7 @@ class StressTest:
     """One test's fits (accuracy in % on stored labels of the measured known rows) and its verdict."""
 
     name: str
-    rows: int  # known rows measured
+    rows: int  # rows measured: known rows (clean images of other labels for the trigger test)
     original: float  # the original model, stressed
     repaired: float  # the repaired model, stressed
     baseline: float  # what the repaired model's fit is compared from
@@ -85,6 +94,8 @@ class StressTest:
     passed: bool | None = None
 
     def line(self) -> str:
+        if self.name == "trigger" and not self.rows:
+            return "trigger: says nothing here (the known images share no patch that clean images lack, or no label)"
         if self.share is None:
             return (f"{self.name}: says nothing here (the stressed original fits {self.original:.0f} %, "
                     f"{self.original - self.baseline:.0f} points above the baseline {self.baseline:.0f} %, on "
@@ -92,7 +103,7 @@ class StressTest:
         ref = f", reference {self.reference:.0f} %" if self.reference is not None else ""
         return (f"{self.name}: {'held' if self.passed else 'CAME BACK'}: fit {self.baseline:.0f} % -> "
                 f"{self.repaired:.0f} % (original {self.original:.0f} %{ref}; {100 * self.share:.0f} % of the way "
-                f"back, {self.rows} known rows)")
+                f"back, {self.rows} {'clean images' if self.name == 'trigger' else 'known rows'})")
 
 
 @dataclass
@@ -178,6 +189,68 @@ def views_fit(model: nn.Module, train: ImageDataset, rows: torch.Tensor, runtime
     return accuracy(inference_model(model, runtime), shifted, rows.repeat(cfg.views), augment=True)
 
 
+@dataclass
+class Trigger:
+    """A patch the known images share: its values (channels x h x w), which pixels of the box it sets, where."""
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    top: int
+    left: int
+    target: int  # the stored label the known images share
+
+
+def images(batcher: Batcher, rows: torch.Tensor) -> torch.Tensor:
+    """Model inputs of ``rows`` as stored (normalised, triggers stamped), float32, in rows of 256."""
+    return torch.cat([batcher.batch(rows[i:i + 256], augment=False)[0].float() for i in range(0, len(rows), 256)])
+
+
+def estimated_trigger(batcher: Batcher, known: torch.Tensor, clean: torch.Tensor, cfg: VerifyConfig
+                      ) -> Trigger | None:
+    """The pixels on which the known images agree with each other and differ from the clean images, as a patch;
+    None unless the known ids share one stored label and such pixels exist (at most 5 % of the image)."""
+    labels = batcher.data.labels[known]
+    target = int(torch.mode(labels).values)
+    if len(known) < cfg.min_rows or float((labels == target).float().mean()) < cfg.trigger_agreement:
+        return None
+    xk, xc = images(batcher, known), images(batcher, clean)
+    scale = float(xc.std())
+    spread = xk.std(0).amax(0)
+    contrast = (xk.mean(0) - xc.mean(0)).abs().amax(0)
+    mask = (spread < cfg.trigger_spread * scale) & (contrast > cfg.trigger_contrast * scale)
+    if not bool(mask.any()) or float(mask.float().mean()) > 0.05:
+        return None
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return Trigger(xk.mean(0)[:, top:bottom, left:right], mask[top:bottom, left:right], top, left, target)
+
+
+def trigger_fit(model: nn.Module, batcher: Batcher, clean: torch.Tensor, trigger: Trigger, cfg: VerifyConfig, *,
+                moved: bool) -> float:
+    """Share (%) of the clean images of other labels that the model gives the trigger's label, with the patch
+    where it was found, or ``moved`` by a random offset of at most ``cfg.shift`` pixels (never zero)."""
+    runtime = batcher.runtime
+    rows = clean[batcher.data.labels[clean] != trigger.target]
+    x = images(batcher, rows)
+    h, w = trigger.mask.shape
+    g = torch.Generator().manual_seed(cfg.seed + 3571)
+    for i in range(len(x)):
+        top, left = trigger.top, trigger.left
+        while moved and (top, left) == (trigger.top, trigger.left):
+            dy, dx = (int(v) for v in torch.randint(-cfg.shift, cfg.shift + 1, (2,), generator=g))
+            top = min(max(trigger.top + dy, 0), x.shape[-2] - h)
+            left = min(max(trigger.left + dx, 0), x.shape[-1] - w)
+        box = x[i, :, top:top + h, left:left + w]
+        x[i, :, top:top + h, left:left + w] = torch.where(trigger.mask, trigger.values, box)
+    net = inference_model(model, runtime).eval()
+    if runtime.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), runtime.autocast():
+        hits = torch.cat([net(x[i:i + 256].to(runtime.device)).argmax(1).cpu() == trigger.target
+                          for i in range(0, len(x), 256)])
+    return 100.0 * float(hits.float().mean()) if len(hits) else float("nan")
+
+
 def verify(original: nn.Module, repaired: nn.Module, train_set: ImageDataset, known_ids, *,
            reference: nn.Module | None = None, runtime: Runtime | RuntimeConfig | dict | None = None,
            config: VerifyConfig | dict | None = None) -> Verification:
@@ -223,6 +296,15 @@ def verify(original: nn.Module, repaired: nn.Module, train_set: ImageDataset, kn
     if "views" in cfg.tests:
         tests.append(test("views", {name: views_fit(m, train_set, known, runtime, cfg) for name, m in models.items()},
                           stored_repaired, len(known)))
+    if "trigger" in cfg.tests:
+        trigger = estimated_trigger(batcher, known, clean, cfg)
+        if trigger is None:
+            tests.append(StressTest("trigger", 0, float("nan"), float("nan"), float("nan")))
+        else:
+            where = int((batcher.data.labels[clean] != trigger.target).sum())
+            moved = {name: trigger_fit(m, batcher, clean, trigger, cfg, moved=True) for name, m in models.items()}
+            tests.append(test("trigger", moved, trigger_fit(repaired, batcher, clean, trigger, cfg, moved=False),
+                              where))
     if stored_original > 0 and stored_repaired >= cfg.threshold * stored_original:
         verdict = "not healed"
     elif any(t.passed is False for t in tests):

@@ -69,7 +69,7 @@ class GridConfig:
     # A tuning (`rem-unlearn tune`): a shipped name or a file; each method then runs, per corruption, the setting
     # it chose under this grid's own overrides.  "" runs every method at its published setting.
     tuned: str = ""
-    # Stress tests of every cell's returned model (rem_unlearn.verify.STRESS_TESTS): does the repair survive them?
+    # Stress tests of every cell's returned model (rem_unlearn.verify.BENCH_TESTS): does the repair survive them?
     verify: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -130,12 +130,12 @@ class GridConfig:
         if not isinstance(self.unlearn, dict):
             raise ConfigError("unlearn must be a table/mapping of method config keys")
         self.validate_discovery()
-        from ..verify import STRESS_TESTS
+        from ..verify import BENCH_TESTS
 
-        unknown = [t for t in self.verify if t not in STRESS_TESTS]
+        unknown = [t for t in self.verify if t not in BENCH_TESTS]
         if unknown:
             raise ConfigError(f"verify: unknown stress test(s) {', '.join(map(repr, unknown))}; "
-                              f"choose from: {', '.join(STRESS_TESTS)}")
+                              f"choose from: {', '.join(BENCH_TESTS)}")
         if len(set(self.verify)) != len(self.verify):
             raise ConfigError(f"verify has duplicates: {self.verify}")
         # Every method config and every experiment config must resolve now, not halfway through a sweep.
@@ -309,7 +309,8 @@ def cell_key(cell: Cell) -> str:
     if cell.verify:  # added later: cells without stress tests keep their keys
         from ..verify import VerifyConfig
 
-        keyed["verify"] = to_dict(VerifyConfig(tests=list(cell.verify)))
+        keyed["verify"] = {k: v for k, v in to_dict(VerifyConfig(tests=list(cell.verify))).items()
+                           if not k.startswith("trigger")}  # the trigger estimate is not a bench column
     return cache_key(keyed)
 
 
