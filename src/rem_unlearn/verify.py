@@ -96,14 +96,14 @@ class StressTest:
     def line(self) -> str:
         if self.name == "trigger" and not self.rows:
             return "trigger: says nothing here (the known images share no patch that clean images lack, or no label)"
+        rows = f"{self.rows} {'clean images' if self.name == 'trigger' else 'known rows'}"
         if self.share is None:
             return (f"{self.name}: says nothing here (the stressed original fits {self.original:.0f} %, "
-                    f"{self.original - self.baseline:.0f} points above the baseline {self.baseline:.0f} %, on "
-                    f"{self.rows} known rows)")
+                    f"{self.original - self.baseline:.0f} points above the baseline {self.baseline:.0f} %, on {rows})")
         ref = f", reference {self.reference:.0f} %" if self.reference is not None else ""
         return (f"{self.name}: {'held' if self.passed else 'CAME BACK'}: fit {self.baseline:.0f} % -> "
                 f"{self.repaired:.0f} % (original {self.original:.0f} %{ref}; {100 * self.share:.0f} % of the way "
-                f"back, {self.rows} {'clean images' if self.name == 'trigger' else 'known rows'})")
+                f"back, {rows})")
 
 
 @dataclass
