@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import hashlib
 import os
@@ -120,14 +121,31 @@ def planted_recipe():
 PLANTED_RECIPE = planted_recipe()
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """``n`` threads for the block, then the thread count of before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def runtime():
+    """The planted tasks' runtime; it leaves the thread count alone (``one_thread`` sets it per module)."""
     from rem_unlearn.config import RuntimeConfig
     from rem_unlearn.training import Runtime
 
-    threads = torch.get_num_threads()
-    yield Runtime.from_config(RuntimeConfig(progress=False, threads=1))
-    torch.set_num_threads(threads)
+    return Runtime.from_config(RuntimeConfig(progress=False))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for a module's tests, as the planted tasks' thresholds were measured; restored after it."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +172,8 @@ def planted(kind: str, split, runtime):
     data = corrupt(train, kind=kind, size=PLANTED_SIZES["corrupted"], seed=0)
     torch.manual_seed(0)
     model = runtime.prepare(ResNet9(num_classes=10, in_channels=1, width=0.25))
-    train_model(model, data.train, PLANTED_RECIPE, runtime)
+    with torch_threads(1):
+        train_model(model, data.train, PLANTED_RECIPE, runtime)
     return data, model.eval(), Evaluator(data, test, runtime)
 
 

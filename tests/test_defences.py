@@ -16,6 +16,9 @@ from rem_unlearn import discovered_ids, unlearn
 from rem_unlearn.advise import advise, place, ranking, regularity_probe
 from rem_unlearn.methods.anp import batchnorms
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the thresholds were measured on one thread
+
+
 def test_the_planted_backdoor_and_labels_are_memorised(poisoned, noisy):
     data, model, evaluate = poisoned
     assert evaluate(model)["attack_success"] > 80

@@ -16,6 +16,8 @@ from rem_unlearn.config import ConfigError
 from rem_unlearn.training import Batcher
 from rem_unlearn.verify import StressTest, Verification, VerifyConfig, relearn_split, share_back, verify
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the thresholds were measured on one thread
+
 
 def state(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -43,7 +45,7 @@ def head_only_repair(model, data, known_rows, runtime):
 
 
 @pytest.fixture(scope="module")
-def retrained(poisoned, runtime):
+def retrained(poisoned, runtime, one_thread):
     """A model retrained from scratch without any poisoned sample (the recipe of the original)."""
     data, model, _ = poisoned
     return unlearn(model, data.train, data.corrupted_ids, "retrain", runtime=runtime, pretrain=PLANTED_RECIPE,
