@@ -30,6 +30,7 @@ still holds the undiscovered corrupted samples, as any clean set a practitioner 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -86,9 +87,9 @@ class StressTest:
 
     name: str
     rows: int  # rows measured: known rows (clean images of other labels for the trigger test)
-    original: float  # the original model, stressed
-    repaired: float  # the repaired model, stressed
-    baseline: float  # what the repaired model's fit is compared from
+    original: float | None  # the original model, stressed (None: the test found nothing to stress)
+    repaired: float | None  # the repaired model, stressed
+    baseline: float | None  # what the repaired model's fit is compared from
     reference: float | None = None  # relearn only: a model retrained without the corruption, stressed
     share: float | None = None  # of the way back; None when the original leaves no gap to measure
     passed: bool | None = None
@@ -127,7 +128,16 @@ class Verification:
                 f"verdict: {self.verdict}{note}"]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON data: a value that could not be measured (no rows) is null, never NaN."""
+        def clean(value):
+            if isinstance(value, float) and math.isnan(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+        return clean(asdict(self))
 
 
 def share_back(stressed: float, baseline: float, top: float, rows: int, cfg: VerifyConfig
@@ -299,7 +309,7 @@ def verify(original: nn.Module, repaired: nn.Module, train_set: ImageDataset, kn
     if "trigger" in cfg.tests:
         trigger = estimated_trigger(batcher, known, clean, cfg)
         if trigger is None:
-            tests.append(StressTest("trigger", 0, float("nan"), float("nan"), float("nan")))
+            tests.append(StressTest("trigger", 0, None, None, None))
         else:
             where = int((batcher.data.labels[clean] != trigger.target).sum())
             moved = {name: trigger_fit(m, batcher, clean, trigger, cfg, moved=True) for name, m in models.items()}
