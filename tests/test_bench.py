@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import torch_threads
 
 from rem_unlearn.bench import (BENCH_FORMAT, GRID_PRESETS, GridConfig, GridMismatchError, LocalEngine, ResultStore,
                                cell_key, expand, grid_preset, load_grid, run_grid)
@@ -418,12 +419,8 @@ def test_pretraining_on_the_pool_matches_in_process_and_reports_failures(tmp_pat
     errors = pretrain_all(expand(pool_grid) + expand(broken), quiet=True, workers=2, threads=1)
     broken_key = task_key(expand(broken)[0].experiment)
     assert list(errors) == [broken_key] and "Traceback" in errors[broken_key]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert pretrain_all(serial_grid, quiet=True) == {}
-    finally:
-        torch.set_num_threads(before)
     for pool_cell, serial_cell in zip(expand(pool_grid), expand(serial_grid)):
         assert is_cached(pool_cell.experiment) and is_cached(serial_cell.experiment)
         pooled = prepare(pool_cell.experiment).model.state_dict()

@@ -252,12 +252,17 @@ def trigger_fit(model: nn.Module, batcher: Batcher, clean: torch.Tensor, trigger
             left = min(max(trigger.left + dx, 0), x.shape[-1] - w)
         box = x[i, :, top:top + h, left:left + w]
         x[i, :, top:top + h, left:left + w] = torch.where(trigger.mask, trigger.values, box)
-    net = inference_model(model, runtime).eval()
+    net = inference_model(model, runtime)
     if runtime.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), runtime.autocast():
-        hits = torch.cat([net(x[i:i + 256].to(runtime.device)).argmax(1).cpu() == trigger.target
-                          for i in range(0, len(x), 256)])
+    was_training = net.training  # the caller's model when it has no capacity to cut: its mode is restored
+    net.eval()
+    try:
+        with torch.inference_mode(), runtime.autocast():
+            hits = torch.cat([net(x[i:i + 256].to(runtime.device)).argmax(1).cpu() == trigger.target
+                              for i in range(0, len(x), 256)])
+    finally:
+        net.train(was_training)
     return 100.0 * float(hits.float().mean()) if len(hits) else float("nan")
 
 
@@ -279,9 +284,12 @@ def verify(original: nn.Module, repaired: nn.Module, train_set: ImageDataset, kn
                                       from_dict(RuntimeConfig, runtime or {}))
     known = forget_rows(train_set, known_ids)
     batcher = Batcher(train_set, runtime)
+    # The models as they are used, capacity cut away once here (the helpers below then find nothing to cut).
+    original, repaired = inference_model(original, runtime), inference_model(repaired, runtime)
+    reference = None if reference is None else inference_model(reference, runtime)
 
     def fit(model: nn.Module, rows: torch.Tensor) -> float:
-        return accuracy(inference_model(model, runtime), batcher, rows)
+        return accuracy(model, batcher, rows)
 
     stored_original, stored_repaired = fit(original, known), fit(repaired, known)
     clean = clean_rows(train_set, known, cfg)

@@ -244,13 +244,9 @@ class UserModel:
         # channels_last stays off: arbitrary user layers are not all safe with it on CPU.
         runtime = Runtime.from_config(RuntimeConfig(device=self.device, channels_last=False))
         fit = None if self.image_size is None else ImageFit.square(self.image_size)
+        model = self.build(self.hf_folder if self.hf else self.checkpoint)
         if self.hf:
-            from .models.hf import from_pretrained
-
-            model = from_pretrained(self.hf_folder)
             fit = fit or model.preprocessing.fit
-        else:
-            model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), self.checkpoint)
         train = load_training_set(self.train_data, flip=self.flip, fit=fit, channels=input_channels(model),
                                   columns=self.columns, store=self.store)
         if self.hf:
@@ -269,16 +265,18 @@ class UserModel:
             model.check_images(train.channels, train.image_size, x)
         return LoadedModel(runtime, match_classes(model, x, train), model, forget, rows, fit)
 
-    def other_weights(self, loaded: LoadedModel, path: str | Path) -> nn.Module:
-        """The same model with other weights (a repaired model: a state_dict file, or a ``save_pretrained`` folder
-        with ``--hf-model``), on the loaded model's device."""
+    def build(self, weights: str | Path) -> nn.Module:
+        """The model with ``weights``: a ``save_pretrained`` folder with ``--hf-model``, else a state_dict file for
+        the factory."""
         if self.hf:
             from .models.hf import from_pretrained
 
-            model = from_pretrained(path)
-        else:
-            model = load_weights(build_user_model(self.factory, self.model_kwargs or {}), path)
-        return loaded.runtime.prepare(model).eval()
+            return from_pretrained(weights)
+        return load_weights(build_user_model(self.factory, self.model_kwargs or {}), weights)
+
+    def other_weights(self, loaded: LoadedModel, weights: str | Path) -> nn.Module:
+        """The same model with other weights (a repaired model), on the loaded model's device."""
+        return loaded.runtime.prepare(self.build(weights)).eval()
 
     def write(self, loaded: LoadedModel, repaired: UserModelResult, out: Path, inputs: list[Path], force: bool) -> None:
         """The repaired model where the user's code loads it: a state_dict with a sidecar, or a

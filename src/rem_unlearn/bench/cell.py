@@ -126,6 +126,7 @@ def stress_metrics(task: Task, model, known: torch.Tensor, tests: tuple[str, ...
     from ..verify import VerifyConfig, clean_rows, recalibrated, relearn_split, relearned, views_fit
 
     cfg = VerifyConfig(tests=list(tests), seed=seed)
+    model = inference_model(model, task.runtime)  # capacity cut away once, not in every test
     data, batcher = task.corrupted, task.evaluate.train_batcher
     known_rows = data.train.rows_of(known)
     clean = clean_rows(data.train, known_rows, cfg)
@@ -143,7 +144,7 @@ def stress_metrics(task: Task, model, known: torch.Tensor, tests: tuple[str, ...
                     f"{name}_utility": metrics["utility"], f"{name}_attack_success": metrics["attack_success"],
                     f"{name}_fit": accuracy(net, batcher, rows)})
     if "views" in tests:
-        out["views_fit"] = views_fit(inference_model(model, task.runtime), data.train, known_rows, task.runtime, cfg)
+        out["views_fit"] = views_fit(model, data.train, known_rows, task.runtime, cfg)
     return out
 
 

@@ -136,8 +136,8 @@ class GridConfig:
         if unknown:
             raise ConfigError(f"verify: unknown stress test(s) {', '.join(map(repr, unknown))}; "
                               f"choose from: {', '.join(BENCH_TESTS)}")
-        if len(set(self.verify)) != len(self.verify):
-            raise ConfigError(f"verify has duplicates: {self.verify}")
+        if self.verify:  # empty: no stress tests
+            _nonempty_unique(self.verify, "verify")
         # Every method config and every experiment config must resolve now, not halfway through a sweep.
         for variant in self.variants:
             for m in self.methods_for(variant):

@@ -119,9 +119,9 @@ def build_report(
     atomic_write_text(paths["cells"], f"# {title}: every cell\n\n" + cell_table(records))
 
     figures: list[Path] = []
+    stressed = [m for m in ("relearn_attack_success", "relearn_healed")
+                if any(is_ok(r) and r["metrics"].get(m) is not None for r in records)]
     for dataset, variant in groups:
-        stressed = [m for m in ("relearn_attack_success", "relearn_healed")
-                    if any(is_ok(r) and r["metrics"].get(m) is not None for r in records)]
         for metric in ("score", "healed", *stressed):
             stem = f"heatmap_{metric}_{_slug(dataset)}_{_slug(variant)}"
             paths[stem] = plot_heatmaps(records, out / f"{stem}.png", metric=metric, dataset=dataset,

@@ -83,7 +83,7 @@ def plot_heatmaps(
         v = metric_value(r, metric)
         if v is None:
             continue
-        elif method == reference:
+        if method == reference:
             trained_seed[corr][cell.get("seed")].append(v)
         else:
             ok_vals[key].append(v)
