@@ -99,9 +99,9 @@ def test_presets_expand_with_unique_keys():
     assert first.overrides["optim"]["optimizer"] == "adam" and first.overrides["optim"]["lr"] == 2e-5  # unlearning
     faithful = expand(load_grid("faithful", overrides=["seeds=[1]"]))
     assert {(c.method, c.variant) for c in faithful} == {
-        ("none", "capacity"), ("rem", "capacity"), ("retrain", "capacity"), ("potion", "capacity"),
-        ("etd", "etd"), ("rem", "etd"), ("npo", "etd"), ("scrub", "etd"), ("bad-teacher", "etd")}
-    assert len(faithful) == 9 * 3 * 4 and all(c.overrides["epochs"] == 10 for c in faithful)
+        ("none", "capacity"), ("rem", "capacity"), ("rem-official", "capacity"), ("retrain", "capacity"),
+        ("potion", "capacity"), ("etd", "etd"), ("rem", "etd"), ("npo", "etd"), ("scrub", "etd"), ("bad-teacher", "etd")}
+    assert len(faithful) == 10 * 3 * 4 and all(c.overrides["epochs"] == 10 for c in faithful)
     assert all(c.seed == 1 and c.overrides["seed"] == 1 for c in faithful)  # the unlearning seed follows the cell
     twin = expand(load_grid("paper-svhn-vit-cpu"))[0].experiment
     assert twin.data.name == "svhn" and twin.data.train_size == 10000 and twin.model.dim == 128

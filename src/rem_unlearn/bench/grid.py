@@ -445,17 +445,17 @@ def _faithful_preset() -> dict:
     """The paper's main table at the paper's budget, on the embedded default (CPU, one seed per invocation).
 
     Its rows (docs/paper.md §7.1): REM, REM (ETD), NPO (ETD), SCRUB (ETD), Bad Teacher (ETD), Retrain and Potion, plus the
-    trained and the ETD model; every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
+    trained and the ETD model and the paper's own REM (`rem-official`), the reference for this library's REM; every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
     Run one seed per invocation (``seeds=[0]``, then ``[1]``, ``[2]``) into one folder: seeds accumulate.
     """
     return {
         "experiment": "fashion-mnist",
         "variants": ["capacity", "etd"],
-        "variant_methods": {"capacity": ["none", "rem", "retrain", "potion"],
+        "variant_methods": {"capacity": ["none", "rem", "rem-official", "retrain", "potion"],
                             "etd": ["etd", "rem", "npo", "scrub", "bad-teacher"]},
         "corruptions": ["poison", "interclass", "random"],
         "discovery_rates": [0.1, 0.25, 0.5, 1.0],
-        "methods": ["none", "rem", "retrain", "potion"],
+        "methods": ["none", "rem", "rem-official", "retrain", "potion"],
         "unlearn": {"epochs": 10},
         "seeds": [0, 1, 2],
     }
