@@ -92,6 +92,22 @@ def test_a_tuned_grid_runs_each_corruption_with_its_choice(tmp_path: Path) -> No
         load_grid("smoke", overrides=[f"tuned={tmp_path / 'missing.json'}"])
 
 
+def test_the_embedded_presets_run_tuned_and_published_is_one_override_away() -> None:
+    """default, quick and faithful run the shipped tuning; `tuned=published` is the grid they were before it (the
+    same grid id, so a results folder of published cells resumes), and its cells run the published settings."""
+    from rem_unlearn.bench.grid import grid_id
+
+    for preset in ("default", "quick", "faithful"):
+        assert load_grid(preset).tuned == "default", preset
+    tuned = {(c.method, c.corruption): c.overrides for c in expand(load_grid("quick"))}
+    published_grid = load_grid("quick", overrides=["tuned=published"])
+    assert published_grid.tuned == "" and grid_id(published_grid) == grid_id(load_grid("quick", overrides=["tuned="]))
+    published = {(c.method, c.corruption): c.overrides for c in expand(published_grid)}
+    assert "optim" not in published[("finetune", "interclass")]  # the recipe's learning rate
+    assert tuned[("finetune", "interclass")]["optim"]["lr"] == 0.02  # tuned: 4 x the recipe's
+    assert published[("none", "poison")] == tuned[("none", "poison")]  # nothing to tune
+
+
 def test_the_report_names_the_settings_and_the_protocol(tmp_path: Path) -> None:
     """grid.json says which methods ran tuned (and how) or published; the summary, leaderboard and page say it."""
     from rem_unlearn.bench.store import ResultStore

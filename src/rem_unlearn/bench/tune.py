@@ -13,7 +13,7 @@ Protocol (the tuning file records it):
   wins; ties go to the earlier trial (the published setting first).
 
 A grid with ``tuned=<file>`` runs each (method, corruption) with its chosen setting under the grid's own
-overrides; ``tuned=""`` runs the published settings.
+overrides; ``tuned=published`` runs the published settings.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def tuned_settings(tuning: dict[str, Any], method: str, corruption: str) -> dict
 def settings_note(tuned: str, tuning: dict[str, Any] | None, methods: list[str]) -> str:
     """One sentence for the report: which settings the grid's methods ran with, and by which protocol."""
     if not tuned:
-        return "Every method ran at its published settings (no tuning file: `tuned` is empty)."
+        return "Every method ran at its published settings (`tuned=published`)."
     protocol = tuning.get("protocol", {})
     tuned_here = [m for m in methods if m in tuning["methods"]]
     published = [m for m in methods if m not in tuning["methods"] and m != "none"]
