@@ -63,8 +63,8 @@ def user_setup(tmp_path: Path) -> dict[str, Path]:
     labels = np.arange(n) % 3
     images = (labels[:, None, None] * 80 + np.random.default_rng(0).integers(0, 40, (n, 8, 8))).astype(np.uint8)
     np.savez(tmp_path / "train.npz", images=images, labels=labels, ids=np.arange(n) + 1000)
+    torch.manual_seed(0)  # before the build: the checkpoint must not depend on what ran earlier in the session
     net = build_user_model(f"{tmp_path / 'nets.py'}:Net")
-    torch.manual_seed(0)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "net.safetensors"))
     (tmp_path / "forget.txt").write_text("1000\n1003\n1006\n")
     return {"root": tmp_path, "nets": tmp_path / "nets.py", "npz": tmp_path / "train.npz",

@@ -24,6 +24,7 @@ PAPER = {
     "Retrained": (53.61, 90.46, 48.52), "Potion": (49.39, 53.06, 36.16),
 }
 LEAD_OVER = ("NPO (ETD)", "SCRUB (ETD)", "BadT (ETD)")
+SECTIONS = ("side-by-side", "per-seed", "leads", "cells", "corruption", "poison")
 
 
 def fmt(values: list[float]) -> str:
@@ -34,7 +35,14 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir")
+    p.add_argument("--section", choices=SECTIONS, action="append",
+                   help="print only this table (repeatable; default: every table)")
     a = p.parse_args()
+    show = set(a.section or SECTIONS)
+
+    def heading(text: str) -> None:  # a chosen section prints its table alone (a docs block)
+        if not a.section:
+            print(text)
     grouped: dict[str, list[dict]] = defaultdict(list)
     for rec in load_records(a.results_dir):
         if is_ok(rec):
@@ -51,72 +59,79 @@ def main() -> None:
     ranked = [label for label in by_our_score if label in PAPER]
     paper_ranked = sorted(PAPER, key=lambda label: PAPER[label][2], reverse=True)
     in_paper_order = sorted(rows, key=lambda lb: (lb not in PAPER, paper_ranked.index(lb) if lb in PAPER else 0, lb))
-    print(f"## Side by side (seeds {seeds}; ours: embedded Fashion-MNIST default; paper: CIFAR-10 ResNet-9)\n")
-    print("| row | healed (ours) | utility (ours) | score (ours) | rank (ours) | score (paper) | rank (paper) "
-          "| healed (paper) | utility (paper) | cells |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label in in_paper_order:
-        rank = str(ranked.index(label) + 1) if label in PAPER else "–"
-        ph, pu, ps = PAPER.get(label, (None, None, None))
-        paper = (f"{ps:.2f} | {paper_ranked.index(label) + 1} | {ph:.2f} | {pu:.2f}" if label in PAPER
-                 else "– | – | – | –")
-        print(f"| {label} | {fmt(values(label, 'healed'))} | {fmt(values(label, 'utility'))} | "
-              f"**{fmt(values(label, 'score'))}** | {rank} | {paper} | {len(rows[label])} |")
-
-    print("\n## Mean score per seed (over the 12 cells of each seed)\n")
-    print("| row | " + " | ".join(f"seed {s}" for s in seeds) + " |")
-    print("|---|" + "---:|" * len(seeds))
-    for label in by_our_score:
-        per_seed = []
-        for s in seeds:
-            v = [r["metrics"]["score"] for r in rows[label] if r["cell"]["seed"] == s]
-            per_seed.append(f"{mean_sem(v)[0]:.2f} (n={len(v)})" if v else "–")
-        print(f"| {label} | " + " | ".join(per_seed) + " |")
-
-    print("\n## REM's lead, paired by cell (REM's score minus the baseline's, same corruption, rate and seed)\n")
-    print("| REM row | over | mean lead ± SEM | cells | lead ≥ 5? | paper's lead |")
-    print("|---|---|---:|---:|---|---:|")
-    def scores_by_cell(label: str) -> dict[tuple, float]:
-        return {(r["cell"]["corruption"], r["cell"]["discovery_rate"], r["cell"]["seed"]): r["metrics"]["score"]
-                for r in rows.get(label, [])}
-
-    for rem in ("REM", "REM (ETD)"):
-        mine = scores_by_cell(rem)
-        for other in LEAD_OVER:
-            diffs = [mine[cell] - score for cell, score in scores_by_cell(other).items() if cell in mine]
-            if not diffs:
-                continue
-            lead = mean_sem(diffs)[0]
-            print(f"| {rem} | {other} | {fmt(diffs)} | {len(diffs)} | {'yes' if lead >= 5 else 'no'} | "
-                  f"{PAPER[rem][2] - PAPER[other][2]:+.2f} |")
-
     corruptions = ("poison", "interclass", "random")
     rates = sorted({r["cell"]["discovery_rate"] for recs in rows.values() for r in recs})
-    print(f"\n## Score per cell (mean over seeds {seeds}; in brackets the largest minus the smallest seed)\n")
-    print("| row | " + " | ".join(f"{c} {rate:g}" for c in corruptions for rate in rates) + " |")
-    print("|---|" + "---:|" * (len(corruptions) * len(rates)))
-    for label in in_paper_order:
-        cells = []
-        for c in corruptions:
-            for rate in rates:
-                v = [r["metrics"]["score"] for r in rows[label]
-                     if r["cell"]["corruption"] == c and r["cell"]["discovery_rate"] == rate]
-                cells.append(f"{mean_sem(v)[0]:.1f} ({max(v) - min(v):.1f})" if v else "–")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    if "side-by-side" in show:
+        heading(f"## Side by side (seeds {seeds}; ours: embedded Fashion-MNIST default; paper: CIFAR-10 ResNet-9)\n")
+        print("| row | healed (ours) | utility (ours) | score (ours) | rank (ours) | score (paper) | rank (paper) "
+              "| healed (paper) | utility (paper) | cells |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label in in_paper_order:
+            rank = str(ranked.index(label) + 1) if label in PAPER else "–"
+            ph, pu, ps = PAPER.get(label, (None, None, None))
+            paper = (f"{ps:.2f} | {paper_ranked.index(label) + 1} | {ph:.2f} | {pu:.2f}" if label in PAPER
+                     else "– | – | – | –")
+            print(f"| {label} | {fmt(values(label, 'healed'))} | {fmt(values(label, 'utility'))} | "
+                  f"**{fmt(values(label, 'score'))}** | {rank} | {paper} | {len(rows[label])} |")
 
-    print("\n## Mean score per corruption\n")
-    print("| row | " + " | ".join(corruptions) + " |")
-    print("|---|" + "---:|" * len(corruptions))
-    for label in by_our_score:
-        print(f"| {label} | " + " | ".join(fmt(values(label, "score", c)) for c in corruptions) + " |")
+    if "per-seed" in show:
+        heading("\n## Mean score per seed (over the 12 cells of each seed)\n")
+        print("| row | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+        print("|---|" + "---:|" * len(seeds))
+        for label in by_our_score:
+            per_seed = []
+            for s in seeds:
+                v = [r["metrics"]["score"] for r in rows[label] if r["cell"]["seed"] == s]
+                per_seed.append(f"{mean_sem(v)[0]:.2f} (n={len(v)})" if v else "–")
+            print(f"| {label} | " + " | ".join(per_seed) + " |")
 
-    print("\n## Poison cells in both definitions (ours / the official code's)\n")
-    print("| row | healed | healed (official) | attack success | attack success (official) |")
-    print("|---|---:|---:|---:|---:|")
-    for label in by_our_score:
-        print(f"| {label} | {fmt(values(label, 'healed', 'poison'))} | {fmt(values(label, 'healed_official', 'poison'))}"
-              f" | {fmt(values(label, 'attack_success', 'poison'))} | "
-              f"{fmt(values(label, 'attack_success_official', 'poison'))} |")
+    if "leads" in show:
+        heading("\n## REM's lead, paired by cell (REM's score minus the baseline's, same corruption, rate and seed)\n")
+        print("| REM row | over | mean lead ± SEM | cells | lead ≥ 5? | paper's lead |")
+        print("|---|---|---:|---:|---|---:|")
+
+        def scores_by_cell(label: str) -> dict[tuple, float]:
+            return {(r["cell"]["corruption"], r["cell"]["discovery_rate"], r["cell"]["seed"]): r["metrics"]["score"]
+                    for r in rows.get(label, [])}
+
+        for rem in ("REM", "REM (ETD)"):
+            mine = scores_by_cell(rem)
+            for other in LEAD_OVER:
+                diffs = [mine[cell] - score for cell, score in scores_by_cell(other).items() if cell in mine]
+                if not diffs:
+                    continue
+                lead = mean_sem(diffs)[0]
+                print(f"| {rem} | {other} | {fmt(diffs)} | {len(diffs)} | {'yes' if lead >= 5 else 'no'} | "
+                      f"{PAPER[rem][2] - PAPER[other][2]:+.2f} |")
+
+    if "cells" in show:
+        heading(f"\n## Score per cell (mean over seeds {seeds}; in brackets the largest minus the smallest seed)\n")
+        print("| row | " + " | ".join(f"{c} {rate:g}" for c in corruptions for rate in rates) + " |")
+        print("|---|" + "---:|" * (len(corruptions) * len(rates)))
+        for label in in_paper_order:
+            cells = []
+            for c in corruptions:
+                for rate in rates:
+                    v = [r["metrics"]["score"] for r in rows[label]
+                         if r["cell"]["corruption"] == c and r["cell"]["discovery_rate"] == rate]
+                    cells.append(f"{mean_sem(v)[0]:.1f} ({max(v) - min(v):.1f})" if v else "–")
+            print(f"| {label} | " + " | ".join(cells) + " |")
+
+    if "corruption" in show:
+        heading("\n## Mean score per corruption\n")
+        print("| row | " + " | ".join(corruptions) + " |")
+        print("|---|" + "---:|" * len(corruptions))
+        for label in by_our_score:
+            print(f"| {label} | " + " | ".join(fmt(values(label, "score", c)) for c in corruptions) + " |")
+
+    if "poison" in show:
+        heading("\n## Poison cells in both definitions (ours / the official code's)\n")
+        print("| row | healed | healed (official) | attack success | attack success (official) |")
+        print("|---|---:|---:|---:|---:|")
+        for label in by_our_score:
+            print(f"| {label} | {fmt(values(label, 'healed', 'poison'))} | {fmt(values(label, 'healed_official', 'poison'))}"
+                  f" | {fmt(values(label, 'attack_success', 'poison'))} | "
+                  f"{fmt(values(label, 'attack_success_official', 'poison'))} |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     .venv/bin/python research/experiments/tuned_leads.py research/records/default-tuned \\
         research/records/default-tuned-s12
 
-A cell is (corruption, discovery rate, seed); REM and the method are paired on it. The interval is the mean
-paired difference ± 1.96 standard errors over the cells (a t-interval would be wider with 9 cells: × 1.17).
+A cell is (corruption, discovery rate, seed); REM (on the capacity model) and the method are paired on it. A
+method on another model variant is its own row, named with the variant (`npo (etd)` in the `faithful` grid).
+The interval is the mean paired difference ± 1.96 standard errors over the cells (a t-interval would be wider
+with 9 cells: × 1.17).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ CORRUPTIONS = tuple(c for c, _ in REGULARITY)
 
 
 def cell_scores(folders: list[str]) -> dict[str, dict[tuple, float]]:
-    """method -> (corruption, rate, seed) -> score."""
+    """row (the method, and its variant where not the capacity model) -> (corruption, rate, seed) -> score."""
     out: dict[str, dict[tuple, float]] = defaultdict(dict)
     for folder in folders:
         for r in load_records(folder):
             if is_ok(r):
                 c = r["cell"]
-                out[c["method"]][(c["corruption"], c["discovery_rate"], c["seed"])] = r["metrics"]["score"]
+                row = c["method"] if c["variant"] == "capacity" else f"{c['method']} ({c['variant']})"
+                out[row][(c["corruption"], c["discovery_rate"], c["seed"])] = r["metrics"]["score"]
     return out
 
 
