@@ -15,15 +15,20 @@ For each corruption of the embedded default (10k-image Fashion-MNIST subset,
    scores it with the package's evaluator (healed, utility, score, attack
    success), the same task as ``research/experiments/any_model.py``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python research/experiments/hf_model.py [--corruptions poison] [--rates 0.1,1.0]
+    OMP_NUM_THREADS=1 .venv/bin/python research/experiments/hf_model.py [--corruptions poison] [--rates 0.1,1.0] \\
+        [--record research/records/hf_model.jsonl]
+    .venv/bin/python research/experiments/hf_model.py --table research/records/hf_model.jsonl  # the docs' table
 
-Trained folders are kept under ``--work`` and reused by a second run.
+Trained folders are kept under ``--work`` and reused by a second run. ``--record`` appends each row, with the
+commit and the command that made it, to a JSON-lines file; ``--table`` prints the table from such a file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +36,10 @@ from pathlib import Path
 import torch
 
 from rem_unlearn import expand, unlearn
+from rem_unlearn.checkpoint import source_commit
 from rem_unlearn.config import ExperimentConfig, load_config
 from rem_unlearn.corruptions import discovered_ids
-from rem_unlearn.data.user import per_channel
+from rem_unlearn.data.images import per_channel
 from rem_unlearn.experiment import corrupted_data
 from rem_unlearn.metrics import Evaluator
 from rem_unlearn.models.hf import HFClassifier, from_pretrained, save_pretrained
@@ -81,9 +87,22 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="discovery and unlearning seed")
     p.add_argument("--epochs", type=float, default=1.0, help="REM's budget in passes over D_tr (the benchmark's 1)")
     p.add_argument("--work", default="hf_model_runs", help="trained and unlearned folders")
+    p.add_argument("--record", type=Path, help="append every row to this JSON-lines file")
+    p.add_argument("--table", type=Path, metavar="RECORD", help="print the table of a JSON-lines record and stop")
     a = p.parse_args()
+    if a.table:
+        print_table([json.loads(line) for line in a.table.read_text().splitlines() if line.strip()])
+        return
     work = Path(a.work)
+    stamp = {"commit": source_commit(), "command": shlex.join(["research/experiments/hf_model.py", *sys.argv[1:]])}
     rows = []
+
+    def keep(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if a.record:
+            with a.record.open("a") as f:
+                f.write(json.dumps({**stamp, **row}) + "\n")
     for corruption in a.corruptions.split(","):
         cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
                           overrides=[f"corruption.kind={corruption}", "runtime.progress=false"])
@@ -100,9 +119,8 @@ def main() -> None:
         x, _, _ = Batcher(train, runtime).batch(torch.arange(2), augment=False)
         model.check_images(train.channels, train.image_size, x)
         trained = evaluate(model)
-        rows.append({"corruption": corruption, "rate": None, "model": "HF ResNet trained", **trained,
-                     "seconds": train_seconds})
-        print(json.dumps(rows[-1]), flush=True)
+        keep({"corruption": corruption, "rate": None, "model": "HF ResNet, trained", **trained,
+              "seconds": train_seconds})
         for rate in (float(r) for r in a.rates.split(",")):
             forget = discovered_ids(corrupted.corrupted_ids, rate, seed=a.seed)
             big = expand(model, example_input=x, num_classes=train.num_classes, seed=a.seed)
@@ -112,17 +130,21 @@ def main() -> None:
                                   force=True)
             reloaded = transformers.AutoModelForImageClassification.from_pretrained(out)
             metrics = evaluate(runtime.prepare(HFClassifier(reloaded)).eval(), forget)
-            rows.append({"corruption": corruption, "rate": rate, "model": "HF ResNet + expand, REM", **metrics,
-                         "seconds": result.wall_time_s, "selected": result.selected})
-            print(json.dumps(rows[-1]), flush=True)
+            keep({"corruption": corruption, "rate": rate, "model": "HF ResNet + expand, REM", **metrics,
+                  "seconds": result.wall_time_s, "selected": result.selected})
     print()
-    print("| corruption | rate | model | healed | utility | score | attack success | time (s) |")
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| corruption | discovery | model | healed | utility | score | attack success | time (s) |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         asr = "–" if r["attack_success"] is None else f"{r['attack_success']:.1f}"
         rate = "–" if r["rate"] is None else f"{r['rate']:g}"
+        seconds = f"{r['seconds']:.1f}" + (" (training)" if r["rate"] is None else "")
         print(f"| {r['corruption']} | {rate} | {r['model']} | "
-              f"{r['healed']:.1f} | {r['utility']:.1f} | {r['score']:.1f} | {asr} | {r['seconds']:.1f} |")
+              f"{r['healed']:.1f} | {r['utility']:.1f} | {r['score']:.1f} | {asr} | {seconds} |")
 
 
 if __name__ == "__main__":
