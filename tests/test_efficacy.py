@@ -1,10 +1,10 @@
 """What the benchmark claims, checked on any machine: on a smoke-sized task REM heals a planted backdoor and
 planted random labels, and every method's metrics stay within bands measured across CPU numerics.
 
-The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults
-(about 3 minutes on 2 cores).  The bands in tests/data/efficacy_bands.json are the lowest and highest
-values seen over several numerics configurations (oneDNN's instruction set and the thread count), widened
-by a margin; scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every
+The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults, each
+corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 cores).  The bands in
+tests/data/efficacy_bands.json are the lowest and highest values seen over several numerics configurations
+(oneDNN's instruction set and the thread count), widened by a margin; scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every
 machine").  The orderings below hold with margin in every configuration measured; what did not is said.
 """
 
@@ -28,7 +28,7 @@ def smoke() -> dict:
         load_dataset("fashion-mnist", "test")
     except DatasetNotFoundError as err:
         pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
-    return efficacy.measure()
+    return efficacy.measure_in_processes()  # one thread each: within the bands, which span 1 and 2 threads
 
 
 def test_both_rems_remove_the_backdoor_that_finetuning_keeps(smoke) -> None:
