@@ -23,12 +23,12 @@ from rem_unlearn.report.tables import is_ok
 CORRUPTIONS = tuple(c for c, _ in REGULARITY)
 
 
-def cell_scores(folders: list[str]) -> dict[str, dict[tuple, float]]:
+def cell_scores(folders: list[str], variant: str | None = None) -> dict[str, dict[tuple, float]]:
     """row (the method, and its variant where not the capacity model) -> (corruption, rate, seed) -> score."""
     out: dict[str, dict[tuple, float]] = defaultdict(dict)
     for folder in folders:
         for r in load_records(folder):
-            if is_ok(r):
+            if is_ok(r) and variant in (None, r["cell"]["variant"]):
                 c = r["cell"]
                 row = c["method"] if c["variant"] == "capacity" else f"{c['method']} ({c['variant']})"
                 out[row][(c["corruption"], c["discovery_rate"], c["seed"])] = r["metrics"]["score"]
@@ -45,8 +45,9 @@ def interval(diffs: list[float]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
+    p.add_argument("--variant", help="only the cells of this model variant (capacity, etd)")
     a = p.parse_args()
-    scores = cell_scores(a.folders)
+    scores = cell_scores(a.folders, a.variant)
     rem = scores["rem"]
     seeds = sorted({k[2] for k in rem})
     kinds = [c for c in CORRUPTIONS if any(k[0] == c for k in rem)]
