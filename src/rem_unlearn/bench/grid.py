@@ -454,7 +454,8 @@ def _faithful_preset() -> dict:
     """The paper's main table at the paper's budget, on the embedded default (CPU, one seed per invocation).
 
     Its rows (docs/paper.md §7.1): REM, REM (ETD), NPO (ETD), SCRUB (ETD), Bad Teacher (ETD), Retrain and Potion, plus the
-    trained and the ETD model and the paper's own REM (`rem-official`), the reference for this library's REM; every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
+    trained and the ETD model and the paper's own REM (`rem-official`), the reference for this library's REM.
+    Every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
     Run one seed per invocation (``seeds=[0]``, then ``[1]``, ``[2]``) into one folder: seeds accumulate.
     """
     return {
@@ -467,7 +468,7 @@ def _faithful_preset() -> dict:
         "methods": ["none", "rem", "rem-official", "retrain", "potion"],
         "unlearn": {"epochs": 10},
         "seeds": [0, 1, 2],
-        "tuned": _EMBEDDED_TUNING,  # chosen at the default grid's one-pass budget; `tuned=published` for the papers'
+        "tuned": _EMBEDDED_TUNING,  # chosen at the default grid's one-pass budget, not at this one's 10 passes
     }
 
 
