@@ -3,8 +3,8 @@
     .venv/bin/python research/experiments/tuned_leads.py research/records/default-tuned \\
         research/records/default-tuned-s12
 
-A cell is (corruption, discovery rate, seed); REM (on the capacity model) and the method are paired on it. A
-method on another model variant is its own row, named with the variant (`npo (etd)` in the `faithful` grid).
+A cell is (corruption, discovery rate, seed); REM (on the capacity model) and the method are paired on it. Rows
+carry the paper's names, a method on the ETD model its own row (`NPO (ETD)` in the `faithful` grid).
 The interval is the mean paired difference ± 1.96 standard errors over the cells (a t-interval would be wider
 with 9 cells: × 1.17).
 """
@@ -18,20 +18,21 @@ from collections import defaultdict
 
 from rem_unlearn.report import load_records
 from rem_unlearn.report.heatmaps import REGULARITY
-from rem_unlearn.report.tables import is_ok
+from rem_unlearn.report.tables import is_ok, paper_label
 
 CORRUPTIONS = tuple(c for c, _ in REGULARITY)
+REM, TRAINED = paper_label("rem", "capacity"), paper_label("none", "capacity")
 
 
 def cell_scores(folders: list[str], variant: str | None = None) -> dict[str, dict[tuple, float]]:
-    """row (the method, and its variant where not the capacity model) -> (corruption, rate, seed) -> score."""
+    """row (the method's paper label, which names the ETD variant) -> (corruption, rate, seed) -> score."""
     out: dict[str, dict[tuple, float]] = defaultdict(dict)
     for folder in folders:
         for r in load_records(folder):
             if is_ok(r) and variant in (None, r["cell"]["variant"]):
                 c = r["cell"]
-                row = c["method"] if c["variant"] == "capacity" else f"{c['method']} ({c['variant']})"
-                out[row][(c["corruption"], c["discovery_rate"], c["seed"])] = r["metrics"]["score"]
+                cell = (c["corruption"], c["discovery_rate"], c["seed"])
+                out[paper_label(c["method"], c["variant"])][cell] = r["metrics"]["score"]
     return out
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     p.add_argument("--variant", help="only the cells of this model variant (capacity, etd)")
     a = p.parse_args()
     scores = cell_scores(a.folders, a.variant)
-    rem = scores["rem"]
+    rem = scores[REM]
     seeds = sorted({k[2] for k in rem})
     kinds = [c for c in CORRUPTIONS if any(k[0] == c for k in rem)]
     print(f"Seeds {', '.join(map(str, seeds))}; REM's mean score {statistics.mean(rem.values()):.1f} "
@@ -56,7 +57,7 @@ def main() -> None:
     print("| method | mean score | " + " | ".join(f"REM's lead: {k}" for k in kinds) + " | REM's lead: all | "
           "leads by ≥ 5 |")
     print("|---|---:|" + "---:|" * (len(kinds) + 2))
-    others = [m for m in scores if m not in ("rem", "none")]
+    others = [m for m in scores if m not in (REM, TRAINED)]
     for method in sorted(others, key=lambda m: -statistics.mean(scores[m].values())):
         shared = [k for k in rem if k in scores[method]]
         per = [interval([rem[k] - scores[method][k] for k in shared if k[0] == kind]) for kind in kinds]
