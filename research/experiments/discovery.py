@@ -11,15 +11,26 @@ ids alone, with the known ids extended by detection, and with every corrupted
 id known.
 
     OMP_NUM_THREADS=1 .venv/bin/python research/experiments/discovery.py                     # everything, seed 0
-    .venv/bin/python research/experiments/discovery.py --corruptions poison --no-end-to-end    # one table
+    .venv/bin/python research/experiments/discovery.py --corruptions poison --end-to-end ""    # one table
+    .venv/bin/python research/experiments/discovery.py --table research/records/discovery.jsonl \
+        --section scorers --corruption poison                                               # a docs table
+
+``--record FILE`` appends every measured row (scorer, cost, end to end), with the commit and the command that
+made it, to a JSON-lines file; ``--table FILE --section S`` prints one of the docs' tables from such a file
+and trains nothing.  Where a row was recorded twice, the later one counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 import time
+from pathlib import Path
 
 from rem_unlearn.api import unlearn
+from rem_unlearn.checkpoint import source_commit
 from rem_unlearn.config import ExperimentConfig, load_config
 from rem_unlearn.corruptions import discovered_ids as draw
 from rem_unlearn.discovery import discovery_context, rank
@@ -107,6 +118,104 @@ def end_to_end(task, known, first, found) -> dict[str, dict]:
     return out
 
 
+NAMES = {"nearest": "`nearest` (naive probe)"}
+CORRUPTIONS = ("poison", "interclass", "random")
+
+
+def latest(rows: list[dict], kind: str) -> dict[tuple, dict]:
+    """The record's rows of one kind, keyed by what they measure; a row recorded again replaces the earlier."""
+    keys = {"scorer": ("corruption", "seed", "scorer"), "cost": ("corruption", "seed"),
+            "end_to_end": ("corruption", "seed", "forget_set")}[kind]
+    return {tuple(r[k] for k in keys): r for r in rows if r["row"] == kind}
+
+
+def scorer_label(row: dict) -> str:
+    name = NAMES.get(row["scorer"], f"`{row['scorer']}`")
+    if row["chosen"]:
+        name += f" → {'+'.join(f'`{c}`' for c in row['chosen'].split('+'))}"
+    return f"**{name}**" if row["scorer"] == "auto" else name
+
+
+def scorers_table(rows: list[dict], args) -> None:
+    """One corruption and seed: precision and recall at the rule's k, and at k = |D_c|."""
+    print("| scorer | k (rule) | precision @ k | recall @ k | @ k = \\|D_c\\| |")
+    print("|---|---:|---:|---:|---:|")
+    for (corruption, seed, _), r in latest(rows, "scorer").items():
+        if corruption == args.corruption and seed == args.seed:
+            print(f"| {scorer_label(r)} | {r['k']} ({r['rule']}) | {r['precision']:.1f} | {r['recall']:.1f} | "
+                  f"{r['p_true']:.1f} |")
+
+
+def seeds_table(rows: list[dict], args) -> None:
+    """Means over every seed recorded for a scorer: precision / recall at the rule's k, and at |D_c|."""
+    by = {}
+    for (corruption, seed, scorer), r in latest(rows, "scorer").items():
+        by.setdefault(scorer, {}).setdefault(corruption, []).append(r)
+    seeds = sorted({seed for _, seed, _ in latest(rows, "scorer")})
+    print("| scorer | seeds | " + " | ".join(f"{c} @ k | @ \\|D_c\\|" for c in CORRUPTIONS) + " |")
+    print("|---|---|" + "---:|---:|" * len(CORRUPTIONS))
+    for scorer, per in by.items():
+        counts = {len(per.get(c, [])) for c in CORRUPTIONS}
+        if counts != {len(seeds)}:
+            continue  # a scorer measured on fewer seeds (or corruptions) than the rest has no mean here
+        cells = []
+        for c in CORRUPTIONS:
+            mean = lambda key: sum(r[key] for r in per[c]) / len(per[c])  # noqa: E731
+            cells += [f"{mean('precision'):.1f} / {mean('recall'):.1f}", f"{mean('p_true'):.1f}"]
+        label = NAMES.get(scorer, f"`{scorer}`")
+        label = f"**{label}**" if scorer == "auto" else label
+        print(f"| {label} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+
+
+def costs_table(rows: list[dict], args) -> None:
+    """Seconds (and REM runs) on one thread; the unit is one REM run with its default config."""
+    costs = {c: r for (c, _), r in latest(rows, "cost").items()}
+    scorers = {(c, s): r for (c, seed, s), r in latest(rows, "scorer").items() if seed == 0}
+    present = [c for c in CORRUPTIONS if c in costs]
+    print("| | " + " | ".join(present) + " |")
+    print("|---|" + "---:|" * len(present))
+
+    def line(label: str, seconds: dict) -> None:
+        cells = [f"{seconds[c]:.1f}" + ("" if label.startswith("one REM") else
+                                           f" ({seconds[c] / costs[c]['rem_seconds']:.2f})")
+                 if seconds.get(c) is not None else "–" for c in present]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+    line("one REM run, default config (the unit)", {c: costs[c]["rem_seconds"] for c in present})
+    line("feature pass, shared by every scorer", {c: costs[c]["costs"]["features"] for c in present})
+    for scorer, label in (("rem-transfer", "`rem-transfer`: three REM runs of one pass + four loss passes"),
+                          ("rem-similarity", "`rem-similarity`, after `rem-transfer`'s REM runs"),
+                          ("auto", "`auto`, after its members ran"),
+                          ("confident-learning", "`confident-learning`: K trainings of a few epochs")):
+        line(label, {c: scorers[(c, scorer)]["seconds"] for c in present if (c, scorer) in scorers})
+
+
+def end_to_end_table(rows: list[dict], args) -> None:
+    """REM with the known ids, with the known ids extended by the detector, with every corrupted id."""
+    e2e = latest(rows, "end_to_end")
+    labels = ("known 0.1", "known 0.1 + detected", "known 1.0")
+    detectors = {r["detector"] for r in e2e.values()}
+    print("| corruption | " + " | ".join(label.replace("detected", f"`{'/'.join(sorted(detectors))}`")
+                                        for label in labels) + " |")
+    print("|---|---|---|---|")
+    for c in CORRUPTIONS:
+        cells = []
+        for label in labels:
+            r = next((r for (cc, _, f), r in e2e.items() if cc == c and f == label), None)
+            if r is None:
+                cells.append("–")
+                continue
+            asr = "" if r["attack_success"] is None else f" / ASR {r['attack_success']:.1f}"
+            found = (f", P/R {r['detected_precision']:.1f}/{r['detected_recall']:.1f}"
+                     if label.endswith("detected") else "")
+            cells.append(f"{r['healed']:.1f} / {r['utility']:.1f} / **{r['score']:.1f}**{asr} ({r['n']} ids{found})")
+        if any(cell != "–" for cell in cells):
+            print(f"| {c} | " + " | ".join(cells) + " |")
+
+
+SECTIONS = {"scorers": scorers_table, "seeds": seeds_table, "costs": costs_table, "end-to-end": end_to_end_table}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corruptions", default="poison,interclass,random")
@@ -120,8 +229,24 @@ def main() -> None:
     ap.add_argument("--poison-cl", action="store_true", help="run confident learning on the poison too")
     ap.add_argument("--cl-epochs", type=int, default=3)
     ap.add_argument("--cl-folds", type=int, default=4)
+    ap.add_argument("--record", type=Path, help="append every measured row to this JSON-lines file")
+    ap.add_argument("--table", type=Path, metavar="RECORD", help="print a table of a JSON-lines record and stop")
+    ap.add_argument("--section", choices=sorted(SECTIONS), default="scorers", help="the table --table prints")
+    ap.add_argument("--corruption", default="poison", help="--section scorers: the corruption")
+    ap.add_argument("--seed", type=int, default=0, help="--section scorers: the discovery seed")
     ap.add_argument("overrides", nargs="*", help="experiment config overrides (key=value)")
     args = ap.parse_args()
+    if args.table:
+        rows = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
+        SECTIONS[args.section](rows, args)
+        return
+    stamp = {"commit": source_commit(),
+             "command": shlex.join(["research/experiments/discovery.py", *sys.argv[1:]])}
+
+    def keep(row: dict) -> None:
+        if args.record:
+            with args.record.open("a") as f:
+                f.write(json.dumps({**stamp, **row}) + "\n")
     seeds = [int(s) for s in args.seeds.split(",")]
     e2e = [c for c in args.end_to_end.split(",") if c]
     cl = {"epochs": args.cl_epochs, "folds": args.cl_folds}
@@ -134,17 +259,26 @@ def main() -> None:
             rows, costs = measure(task, known, args.scorers.split(","), seed, cl, args.poison_cl)
             print_table(f"{corruption}, seed {seed}, {len(known)} known", rows, len(truth))
             summary[f"{corruption} seed {seed}"] = {"rows": rows, "costs": costs}
+            for row in rows:
+                keep({"row": "scorer", "corruption": corruption, "seed": seed, "known": len(known),
+                      "truth": len(truth), **{k: v for k, v in row.items() if k != "result"}})
             if seed != seeds[0] or args.no_rem:
                 continue  # costs and end to end: the first seed only
             first = rem(task, known)
             rem_s = first[1]
             print(f"\ncosts (s): one REM run, default config, discovery {args.rate}: {rem_s:.1f}; "
                   + "; ".join(f"{k}: {v:.1f} ({v / rem_s:.2f} REM runs)" for k, v in costs.items()))
+            keep({"row": "cost", "corruption": corruption, "seed": seed, "rem_seconds": rem_s, "costs": costs})
             if corruption in e2e:
                 found = next((r["result"] for r in rows if r["scorer"] == args.detector), None)
                 if found is None:
                     continue
                 e = end_to_end(task, known, first, found.selected)
+                precision, recall = found.precision_recall(truth)
+                for label, m in e.items():
+                    keep({"row": "end_to_end", "corruption": corruption, "seed": seed, "forget_set": label,
+                          "detector": args.detector, "detected_k": found.k, "detected_precision": precision,
+                          "detected_recall": recall, **m})
                 print(f"\nend to end, REM default config ({corruption}; detection: {args.detector}, "
                       f"{found.k} ids, precision/recall {found.precision_recall(truth)[0]:.1f} / "
                       f"{found.precision_recall(truth)[1]:.1f})\n")
