@@ -25,10 +25,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+", metavar="FOLDER[@METHODS]")
     p.add_argument("--variant", help="only the cells of this model variant (capacity, etd)")
+    p.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")],
+                   help="only the cells of these seeds (comma-separated): the seeds a table reports in full")
     p.add_argument("--leaderboard", metavar="HEADING", help="print the report's leaderboard under this heading")
     a = p.parse_args()
     records = list({r["key"]: r for spec in a.folders for r in folder_records(spec)
-                    if a.variant in (None, r["cell"]["variant"])}.values())  # a cell once
+                    if a.variant in (None, r["cell"]["variant"])
+                    and (a.seeds is None or r["cell"]["seed"] in a.seeds)}.values())  # a cell once
     if a.leaderboard:
         print(leaderboard(records, a.leaderboard).strip())
         return

@@ -24,12 +24,14 @@ CORRUPTIONS = tuple(c for c, _ in REGULARITY)
 REM, TRAINED = paper_label("rem", "capacity"), paper_label("none", "capacity")
 
 
-def cell_scores(folders: list[str], variant: str | None = None) -> dict[str, dict[tuple, float]]:
+def cell_scores(folders: list[str], variant: str | None = None,
+                seeds: list[int] | None = None) -> dict[str, dict[tuple, float]]:
     """row (the method's paper label, which names the ETD variant) -> (corruption, rate, seed) -> score."""
     out: dict[str, dict[tuple, float]] = defaultdict(dict)
     for folder in folders:
         for r in load_records(folder):
-            if is_ok(r) and variant in (None, r["cell"]["variant"]):
+            if is_ok(r) and variant in (None, r["cell"]["variant"]) and (
+                    seeds is None or r["cell"]["seed"] in seeds):
                 c = r["cell"]
                 cell = (c["corruption"], c["discovery_rate"], c["seed"])
                 out[paper_label(c["method"], c["variant"])][cell] = r["metrics"]["score"]
@@ -47,8 +49,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
     p.add_argument("--variant", help="only the cells of this model variant (capacity, etd)")
+    p.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")],
+                   help="only the cells of these seeds (comma-separated): the seeds a table reports in full")
     a = p.parse_args()
-    scores = cell_scores(a.folders, a.variant)
+    scores = cell_scores(a.folders, a.variant, a.seeds)
     rem = scores[REM]
     seeds = sorted({k[2] for k in rem})
     kinds = [c for c in CORRUPTIONS if any(k[0] == c for k in rem)]
