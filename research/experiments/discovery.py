@@ -102,7 +102,7 @@ def print_table(corruption: str, rows: list[dict], truth: int) -> None:
 
 
 def rem(task, ids):
-    """One REM run with its default config (the paper's budget, REM's own stopping rule), timed."""
+    """One REM run with its default config (the paper's budget of 10 passes, spent whole), timed."""
     return timed(lambda: unlearn(task.model, task.corrupted.train, ids, "rem", runtime=task.runtime,
                                  max_utility_drop=None,
                                  pretrain=task.cfg.train))
