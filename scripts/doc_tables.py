@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +48,12 @@ def output(command: str, root: Path = ROOT) -> str:
 def regenerate(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     """``text`` with every block rewritten, and the commands whose block differed."""
     drifted = []
+    commands = list(dict.fromkeys(m.group(2) for m in BLOCK.finditer(text)))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # each command is its own process
+        fresh_of = dict(zip(commands, pool.map(lambda command: output(command, root), commands)))
 
     def fill(m: re.Match) -> str:
-        fresh = output(m.group(2), root)
+        fresh = fresh_of[m.group(2)]
         if fresh != m.group(3):
             drifted.append(m.group(2))
         return m.group(1) + fresh + m.group(4)
