@@ -5,7 +5,8 @@ The task (tests/efficacy.py) trains once per corruption and heals it with every 
 corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 cores).  The bands in
 tests/data/efficacy_bands.json are the lowest and highest values seen over several numerics configurations
 (oneDNN's instruction set and the thread count), widened by a margin; scripts/efficacy_spread.py measures
-them (docs/benchmark.md, "What the tests check on every machine").  The orderings below hold with margin in every configuration measured; what did not is said.
+them (docs/benchmark.md, "What the tests check on every machine").  The orderings below hold with margin in
+every configuration measured; what did not is said.
 """
 
 from __future__ import annotations

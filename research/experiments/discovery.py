@@ -129,11 +129,11 @@ def latest(rows: list[dict], kind: str) -> dict[tuple, dict]:
     return {tuple(r[k] for k in keys): r for r in rows if r["row"] == kind}
 
 
-def scorer_label(row: dict) -> str:
-    name = NAMES.get(row["scorer"], f"`{row['scorer']}`")
-    if row["chosen"]:
-        name += f" → {'+'.join(f'`{c}`' for c in row['chosen'].split('+'))}"
-    return f"**{name}**" if row["scorer"] == "auto" else name
+def scorer_label(scorer: str, chosen: str = "") -> str:
+    name = NAMES.get(scorer, f"`{scorer}`")
+    if chosen:
+        name += f" → {'+'.join(f'`{c}`' for c in chosen.split('+'))}"
+    return f"**{name}**" if scorer == "auto" else name
 
 
 def scorers_table(rows: list[dict], args) -> None:
@@ -142,16 +142,17 @@ def scorers_table(rows: list[dict], args) -> None:
     print("|---|---:|---:|---:|---:|")
     for (corruption, seed, _), r in latest(rows, "scorer").items():
         if corruption == args.corruption and seed == args.seed:
-            print(f"| {scorer_label(r)} | {r['k']} ({r['rule']}) | {r['precision']:.1f} | {r['recall']:.1f} | "
+            print(f"| {scorer_label(r['scorer'], r['chosen'])} | {r['k']} ({r['rule']}) | {r['precision']:.1f} | {r['recall']:.1f} | "
                   f"{r['p_true']:.1f} |")
 
 
 def seeds_table(rows: list[dict], args) -> None:
     """Means over every seed recorded for a scorer: precision / recall at the rule's k, and at |D_c|."""
-    by = {}
+    by, seeds = {}, set()
     for (corruption, seed, scorer), r in latest(rows, "scorer").items():
         by.setdefault(scorer, {}).setdefault(corruption, []).append(r)
-    seeds = sorted({seed for _, seed, _ in latest(rows, "scorer")})
+        seeds.add(seed)
+    seeds = sorted(seeds)
     print("| scorer | seeds | " + " | ".join(f"{c} @ k | @ \\|D_c\\|" for c in CORRUPTIONS) + " |")
     print("|---|---|" + "---:|---:|" * len(CORRUPTIONS))
     for scorer, per in by.items():
@@ -162,9 +163,7 @@ def seeds_table(rows: list[dict], args) -> None:
         for c in CORRUPTIONS:
             mean = lambda key: sum(r[key] for r in per[c]) / len(per[c])  # noqa: E731
             cells += [f"{mean('precision'):.1f} / {mean('recall'):.1f}", f"{mean('p_true'):.1f}"]
-        label = NAMES.get(scorer, f"`{scorer}`")
-        label = f"**{label}**" if scorer == "auto" else label
-        print(f"| {label} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+        print(f"| {scorer_label(scorer)} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
 
 
 def costs_table(rows: list[dict], args) -> None:
@@ -280,8 +279,7 @@ def main() -> None:
                           "detector": args.detector, "detected_k": found.k, "detected_precision": precision,
                           "detected_recall": recall, **m})
                 print(f"\nend to end, REM default config ({corruption}; detection: {args.detector}, "
-                      f"{found.k} ids, precision/recall {found.precision_recall(truth)[0]:.1f} / "
-                      f"{found.precision_recall(truth)[1]:.1f})\n")
+                      f"{found.k} ids, precision/recall {precision:.1f} / {recall:.1f})\n")
                 print("| forget set | ids | healed | utility | score | ASR | REM time (s) |")
                 print("|---|---:|---:|---:|---:|---:|---:|")
                 for label, m in e.items():

@@ -453,8 +453,9 @@ def _cpu_twin(experiment: str) -> dict:
 def _faithful_preset() -> dict:
     """The paper's main table at the paper's budget, on the embedded default (CPU, one seed per invocation).
 
-    Its rows (docs/paper.md §7.1): REM, REM (ETD), NPO (ETD), SCRUB (ETD), Bad Teacher (ETD), Retrain and Potion, plus the
-    trained and the ETD model and the paper's own REM (`rem-official`), the reference for this library's REM.
+    Its rows (docs/paper.md §7.1): REM, REM (ETD), NPO (ETD), SCRUB (ETD), Bad Teacher (ETD), Retrain and
+    Potion, plus the trained and the ETD model and the paper's own REM (`rem-official`), the reference for this
+    library's REM.
     Every method gets 10 passes over D_tr and Retrain the full 20-epoch recipe.
     Run one seed per invocation (``seeds=[0]``, then ``[1]``, ``[2]``) into one folder: seeds accumulate.
     """
