@@ -1,13 +1,15 @@
 """Measure the efficacy task (tests/efficacy.py) under several CPU numerics and write the bands its tests use.
 
 Another CPU rounds the bf16 and fp32 kernels differently, and a smoke-sized task amplifies it.  This
-script runs the task once per numerics configuration -- oneDNN's instruction set capped with
-``ONEDNN_MAX_CPU_ISA`` and 1 or 2 threads -- prints the spread of every metric, and writes
-tests/data/efficacy_bands.json: per corruption, method and metric, the lowest and highest value seen,
-widened by ``--margin`` points on each side.  Run it after a change meant to move results, and commit
-the file with the change:
+script runs the task once per numerics configuration -- the autocast precision, oneDNN's instruction set
+capped with ``ONEDNN_MAX_CPU_ISA``, and 1 or 2 threads -- prints the spread of every metric, and writes
+tests/data/efficacy_bands.json: per precision, corruption, method and metric, the lowest and highest value
+seen, widened by ``--margin`` points on each side.  The test reads the bands of the precision that
+``runtime.precision=auto`` gives on its machine: bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one
+without.  Run it after a change meant to move results, and commit the file with the change:
 
-    .venv/bin/python scripts/efficacy_spread.py --rerun      # 4 configurations; without AVX512-BF16 bf16 is slow
+    .venv/bin/python scripts/efficacy_spread.py --rerun      # every configuration; without native bf16 bf16 is slow
+    .venv/bin/python scripts/efficacy_spread.py --configs fp32:AVX2:1,fp32:AVX2:2   # add or remeasure some
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "efficacy_bands.json"
-CONFIGS = ("AVX512_CORE_AMX:2", "AVX512_CORE:2", "AVX2:2", "AVX512_CORE_AMX:1")  # ISA cap : threads
+CONFIGS = ("bf16:AVX512_CORE_AMX:2", "bf16:AVX512_CORE_AMX:1", "bf16:AVX512_CORE:1",  # precision : ISA cap : threads
+           "fp32:AVX2:1", "fp32:AVX2:2", "fp32:AVX:2")
 
 
-def run(isa: str, threads: int) -> dict:
+def run(precision: str, isa: str, threads: int) -> dict:
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "OMP_NUM_THREADS": str(threads), "REM_UNLEARN_QUIET": "1"}
-    code = "import json, efficacy; print(json.dumps(efficacy.measure()))"
+    code = f"import json, efficacy; print(json.dumps(efficacy.measure(precision={precision!r})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tests", env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -35,7 +38,7 @@ def run(isa: str, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default=",".join(CONFIGS), help="ISA:threads, comma-separated")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="precision:ISA:threads, comma-separated")
     p.add_argument("--margin", type=float, default=3.0, help="points added below and above the spread")
     p.add_argument("--rerun", action="store_true", help="measure every configuration again (after a change meant "
                    "to move results); otherwise those already in the bands file are kept")
@@ -44,23 +47,29 @@ def main() -> None:
     if a.table:
         return print(table(json.loads(OUT.read_text())["runs"]))
     saved = json.loads(OUT.read_text()).get("runs", {}) if OUT.is_file() else {}
-    runs = {}
+    runs = {} if a.rerun else dict(saved)  # without --rerun, every configuration measured before is kept
     for spec in a.configs.split(","):
-        if spec in saved and not a.rerun:  # measured before with this code: kept
-            runs[spec] = saved[spec]
+        if spec in runs:
             continue
-        isa, threads = spec.split(":")
+        precision, isa, threads = spec.split(":")
         start = time.perf_counter()
-        runs[spec] = run(isa, int(threads))
+        runs[spec] = run(precision, isa, int(threads))
         print(f"{spec}: {time.perf_counter() - start:.0f} s {json.dumps(runs[spec])}", flush=True)
-        write(runs, {}, a.margin)  # each configuration is kept as soon as it is measured
-    bands: dict = {}
-    for kind, method, metric, lo, hi in spread(runs):
-        bands.setdefault(kind, {}).setdefault(method, {})[metric] = [round(max(0.0, lo - a.margin), 2),
-                                                                     round(min(100.0, hi + a.margin), 2)]
-    write(runs, bands, a.margin)
+        write(runs, bands_of(runs, a.margin), a.margin)  # each configuration is kept as soon as it is measured
+    write(runs, bands_of(runs, a.margin), a.margin)
     print(table(runs))
     print(f"wrote {OUT}")
+
+
+def bands_of(runs: dict, margin: float) -> dict:
+    """{precision: {corruption: {method: {metric: [low, high]}}}}: the spread of each precision's runs, widened."""
+    bands: dict = {}
+    for precision in sorted({spec.split(":")[0] for spec in runs}):
+        own = {spec: r for spec, r in runs.items() if spec.split(":")[0] == precision}
+        for kind, method, metric, lo, hi in spread(own):
+            bands.setdefault(precision, {}).setdefault(kind, {}).setdefault(method, {})[metric] = [
+                round(max(0.0, lo - margin), 2), round(min(100.0, hi + margin), 2)]
+    return bands
 
 
 def spread(runs: dict):
@@ -74,14 +83,19 @@ def spread(runs: dict):
 
 
 def table(runs: dict) -> str:
-    """Score and attack success per configuration, and the spread, as markdown."""
+    """Score, healed and attack success per configuration, and each precision's spread, as markdown."""
     configs = list(runs)
-    lines = ["| corruption | method | metric | " + " | ".join(configs) + " | spread |",
-             "|---|---|---|" + "---:|" * (len(configs) + 1)]
-    for kind, method, metric, lo, hi in spread(runs):
+    groups = {p: {c: runs[c] for c in configs if c.split(":")[0] == p} for p in dict.fromkeys(c.split(":")[0]
+                                                                                         for c in configs)}
+    spreads = {p: {(k, m, x): hi - lo for k, m, x, lo, hi in spread(own)} for p, own in groups.items()}
+    lines = ["| corruption | method | metric | " + " | ".join(configs) + " | "
+             + " | ".join(f"{p} spread" for p in groups) + " |",
+             "|---|---|---|" + "---:|" * (len(configs) + len(groups))]
+    for kind, method, metric, _, _ in spread(runs):
         if metric in ("score", "attack_success", "healed"):
             values = " | ".join(f"{runs[c][kind][method][metric]:.1f}" for c in configs)
-            lines.append(f"| {kind} | {method} | {metric} | {values} | {hi - lo:.1f} |")
+            widths = " | ".join(f"{spreads[p][kind, method, metric]:.1f}" for p in groups)
+            lines.append(f"| {kind} | {method} | {metric} | {values} | {widths} |")
     return "\n".join(lines)
 
 

@@ -14,10 +14,12 @@ METHODS = ("none", "finetune", "ga", "rem", "rem-official")
 CORRUPTIONS = ("poison", "random")
 
 
-def measure(corruptions=CORRUPTIONS, methods=METHODS, epochs: int = EPOCHS, budget: float | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """{corruption: {method: {"healed", "utility", "score", "attack_success"}}} on the smoke task."""
+def measure(corruptions=CORRUPTIONS, methods=METHODS, epochs: int = EPOCHS, budget: float | None = None,
+            precision: str = "auto") -> dict[str, dict[str, dict[str, float]]]:
+    """{corruption: {method: {"healed", "utility", "score", "attack_success"}}} on the smoke task, with
+    ``runtime.precision`` = ``precision``."""
     import rem_unlearn as ru
-    from rem_unlearn.config import ModelConfig
+    from rem_unlearn.config import ModelConfig, RuntimeConfig
     from rem_unlearn.models import build_model
 
     g = torch.Generator().manual_seed(0)
@@ -25,7 +27,7 @@ def measure(corruptions=CORRUPTIONS, methods=METHODS, epochs: int = EPOCHS, budg
     train = train.subset(torch.randperm(len(train), generator=g)[:TRAIN])
     test = ru.load_dataset("fashion-mnist", "test")
     test = test.subset(torch.randperm(len(test), generator=g)[:TEST])
-    runtime = ru.Runtime.from_config()
+    runtime = ru.Runtime.from_config(RuntimeConfig(precision=precision))
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in corruptions:
         data = ru.corrupt(train, kind=kind, size=CORRUPTED, seed=0)

@@ -476,9 +476,10 @@ def test_a_model_left_over_by_the_pool_is_trained_by_its_first_cell(tmp_path, mo
 
 
 def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, tmp_path, monkeypatch):
-    """Each record says which command and commit made it; the leaderboard shows both; --log puts each cell
+    """Each record says which command, commit and autocast made it; the leaderboard shows both; --log puts each cell
     in TensorBoard as one run with its metrics."""
     from rem_unlearn.checkpoint import source_commit
+    from rem_unlearn.training import Runtime
 
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -493,6 +494,7 @@ def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, 
         source_commit.cache_clear()
     assert len(records) == 4
     assert all(r["command"] == command and r["commit"].startswith("0123456789ab") for r in records)
+    assert {r["precision"] for r in records} == {Runtime.from_config().precision}  # auto, as it ran here
     board = (tmp_path / "results" / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 2 and all(f"`{command}`" in r and "`0123456789ab-dirty`" in r for r in rows)

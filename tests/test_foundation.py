@@ -195,3 +195,28 @@ def test_build_model_sets_variant_p_mem():
     model = build_model(cfg, 1, 10, 28)
     assert partition_state(model).p_mem == 0.2
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(native, monkeypatch):
+    """auto is bf16 on a CPU with AVX512-BF16 or AMX and fp32 elsewhere (emulated bf16 runs at a tenth of fp32);
+    the model cache and a bench cell's key follow what runs, so an fp32 model is never reused as a bf16 one."""
+    from rem_unlearn.bench.grid import BENCH_FORMAT, grid_dict, grid_id, keyed_experiment, load_grid
+    from rem_unlearn.checkpoint import cache_key
+    from rem_unlearn.config import RuntimeConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    assert Runtime.from_config(RuntimeConfig(progress=False)).precision == ("bf16" if native else "fp32")
+    assert Runtime.from_config(RuntimeConfig(precision="fp16")).autocast_dtype is torch.bfloat16  # no fp16 on CPU
+    assert Runtime.from_config(RuntimeConfig(precision="bf16")).precision == "bf16"  # asked for: kept
+    auto, explicit = ExperimentConfig(), ExperimentConfig()
+    explicit.runtime.precision = "bf16" if native else "fp32"
+    assert (model_key(auto, "data") == model_key(explicit, "data"))
+    # A bench cell keys auto as it always did where it means bf16 (earlier records keep their keys), else as fp32;
+    # so does a results folder's grid id: bf16 cells are not resumed in fp32.
+    assert keyed_experiment(auto)["runtime"]["precision"] == ("auto" if native else "fp32")
+    grid = load_grid("smoke")
+    as_it_was = {k: v for k, v in grid_dict(grid).items() if k != "seeds"}
+    assert (grid_id(grid) == cache_key({"bench_format": BENCH_FORMAT, "grid": as_it_was})) == native

@@ -65,3 +65,16 @@ def test_advise_reads_the_table_the_committed_records_give() -> None:
     """src/rem_unlearn/bench/advice.json is scripts/advice_table.py's output over the committed records."""
     advice = load_script("advice_table")
     assert json.loads(advice.TABLE.read_text()) == advice.table(), "run scripts/advice_table.py"
+
+
+def test_only_the_reviewed_edit_of_a_file_is_forgiven(monkeypatch) -> None:
+    """A record stays valid across a reviewed edit (or a chain of them) and across no other."""
+    check = checker()
+    monkeypatch.setattr(check, "REVIEWED", {("f.py", "a"): ("b", "why"), ("f.py", "b"): ("c", "why")})
+    content = {"old": "a", "": "c"}  # the file at the record's commit, and in the working tree
+    monkeypatch.setattr(check, "blob", lambda rev, path: content[rev])
+    assert check.reviewed("old", "f.py")
+    content[""] = "d"  # an edit after the reviewed ones
+    assert not check.reviewed("old", "f.py")
+    content.update(old="x", **{"": "b"})  # an unreviewed content before them
+    assert not check.reviewed("old", "f.py") and not check.reviewed("old", "g.py")

@@ -144,7 +144,7 @@ class TrainConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 autocast where the hardware has bf16, else fp32) | bf16 | fp16 | fp32
     channels_last: bool = True
     threads: int | None = None
     cache_dir: str = "~/.cache/rem_unlearn"

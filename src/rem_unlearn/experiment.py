@@ -22,7 +22,7 @@ from .data import ImageDataset, load_dataset
 from .files import FileLock, atomic_path, check_writable_folder, remove_temp_files
 from .metrics import Evaluator
 from .models import build_model, rebuild_model
-from .training import Runtime, train_model
+from .training import Runtime, resolve_precision, train_model
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
     data = {k: v for k, v in to_dict(cfg.data).items()
             if k not in ("root", "download", "evaluate_on", "validation_size")}  # not what the model learns from
     return cache_key({"data": data, "train_data": fingerprint, "corruption": to_dict(cfg.corruption),
-                      "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": cfg.runtime.precision})
+                      "model": to_dict(cfg.model), "train": to_dict(cfg.train),
+                      "precision": resolve_precision(cfg.runtime)})  # as it runs here: auto differs by CPU
 
 
 def models_dir(cache_dir: str | Path) -> Path:

@@ -44,17 +44,17 @@ class Runtime:
     def from_config(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
         cfg = cfg or RuntimeConfig()
         cfg.validate()
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device cuda: no CUDA device is available here; use --device auto or cpu")
-        device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if cfg.device == "auto" else cfg.device))
+        device = resolve_device(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        dtype = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
-        if dtype is torch.float16 and device.type == "cpu":
-            dtype = torch.bfloat16
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[resolve_precision(cfg, device)]
         # channels_last pays off on CPU (about 2x with bf16, see research/speed/throughput.py); on CUDA cuDNN picks.
         return cls(device, dtype, cfg.channels_last and device.type == "cpu", cfg.progress)
+
+    @property
+    def precision(self) -> str:
+        """The autocast in effect: bf16, fp16 or fp32 (none)."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.autocast_dtype]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -64,6 +64,33 @@ class Runtime:
     def prepare(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def resolve_device(cfg: RuntimeConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: no CUDA device is available here; use --device auto or cpu")
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether this machine's ``device_type`` computes in bf16 in hardware.  A CPU without AVX512-BF16 or AMX
+    emulates it, at about a tenth of fp32's speed (research/speed/throughput.py on an AVX2-only CPU)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private; a build without them: no
+    return device_type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(cfg: RuntimeConfig, device: torch.device | None = None) -> str:
+    """``runtime.precision`` as it runs on this machine: ``auto`` is bf16 where the hardware has it, else
+    fp32; fp16 autocast is bf16 on a CPU."""
+    device_type = device.type if device else ("cuda" if cfg.device == "cuda" or
+                                               (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    if cfg.precision == "auto":
+        return "bf16" if native_bf16(device_type) else "fp32"
+    return "bf16" if cfg.precision == "fp16" and device_type == "cpu" else cfg.precision
 
 
 def quiet() -> bool:

@@ -25,6 +25,7 @@ from ..checkpoint import cache_key, versions
 from ..config import to_dict
 from ..experiment import Task, prepare
 from ..report.records import RECORD_SCHEMA
+from ..training import resolve_precision
 from .grid import BENCH_FORMAT, UNCHANGED_METHODS, Cell, cell_key
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,8 @@ def run_cell(cell: Cell, check_key: bool = False) -> dict[str, Any]:
             raise CellKeyMismatchError(
                 f"this worker ({platform.node()}, pid {os.getpid()}, versions {versions()}) resolves the cell to "
                 f"key {own}, the driver to {key}: the worker runs different code or method defaults than the "
-                "driver (was the source changed during the sweep?)")
+                "driver (was the source changed during the sweep?), or runtime.precision=auto is bf16 on one "
+                f"machine and fp32 on the other (here: {resolve_precision(cell.experiment.runtime)})")
         task = get_task(cell.experiment, warn_untrained=not cell.trains_model)
         corrupted_ids = task.corrupted.corrupted_ids
         forget_ids = known = discovered_ids(corrupted_ids, cell.discovery_rate, cell.seed)
@@ -241,7 +243,7 @@ def run_cell(cell: Cell, check_key: bool = False) -> dict[str, Any]:
         record["config"]["method"] = result.config
         record.update(status="ok", metrics=metrics, wall_time_s=result.wall_time_s,
                       n_forget=int(len(forget_ids)), n_known=int(len(known)), n_corrupted=int(len(corrupted_ids)),
-                      n_train=int(len(task.corrupted.train)), device=str(runtime.device),
+                      n_train=int(len(task.corrupted.train)), device=str(runtime.device), precision=runtime.precision,
                       train_seconds=task.train_seconds)
     except Exception:
         record.update(status="failed", error=traceback.format_exc())

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checkpoint import cache_key
-from ..config import CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, _merge, from_dict, to_dict
+from ..config import (CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, RuntimeConfig, _merge, from_dict,
+                      to_dict)
 from ..presets import EXPERIMENTS, experiment_preset
+from ..training import resolve_precision
 
 #: Version of the record layout and of the cell key; bump it when either changes meaning.
 BENCH_FORMAT = 2
@@ -290,7 +292,17 @@ def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     if cfg.data.evaluate_on == "test":  # added later: at its default the keys stay those of earlier records
         data["data"].pop("evaluate_on")
         data["data"].pop("validation_size")
+    if (resolved := fp32_auto(cfg.runtime)) is not None:
+        data["runtime"]["precision"] = resolved
     return data
+
+
+def fp32_auto(runtime: RuntimeConfig) -> str | None:
+    """What ``precision=auto`` runs as where that is not bf16 (a CPU without native bf16), else None: keys and
+    grid ids take it from there, and those of auto as it always was (bf16) stay as they were."""
+    if runtime.precision == "auto" and (resolved := resolve_precision(runtime)) != "bf16":
+        return resolved
+    return None
 
 
 def cell_key(cell: Cell) -> str:
@@ -371,6 +383,9 @@ def grid_id(grid: GridConfig) -> str:
     """The grid's identity without its seeds: every record of a results folder carries it."""
     data = grid_dict(grid)
     data.pop("seeds")
+    runtime = from_dict(RuntimeConfig, {**grid.base_experiment().get("runtime", {}), "device": grid.device})
+    if (resolved := fp32_auto(runtime)) is not None:  # a folder of bf16 cells is not resumed in fp32
+        data["precision"] = resolved
     return cache_key({"bench_format": BENCH_FORMAT, "grid": data})
 
 
