@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import (CheckpointError, cache_key, is_complete, load_weights, read_meta, save_checkpoint,
                          sidecar_path)
-from .config import ConfigError, DataConfig, ExperimentConfig, _merge, from_dict, to_dict
+from .config import ConfigError, DataConfig, ExperimentConfig, RuntimeConfig, _merge, from_dict, to_dict
 from .corruptions import CorruptedData, corrupt
 from .data import ImageDataset, load_dataset
 from .files import FileLock, atomic_path, check_writable_folder, remove_temp_files
@@ -89,8 +89,15 @@ def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
     data = {k: v for k, v in to_dict(cfg.data).items()
             if k not in ("root", "download", "evaluate_on", "validation_size")}  # not what the model learns from
     return cache_key({"data": data, "train_data": fingerprint, "corruption": to_dict(cfg.corruption),
-                      "model": to_dict(cfg.model), "train": to_dict(cfg.train),
-                      "precision": resolve_precision(cfg.runtime)})  # as it runs here: auto differs by CPU
+                      "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": precision_key(cfg.runtime)})
+
+
+def precision_key(runtime: RuntimeConfig) -> str:
+    """How keys name the autocast: ``runtime.precision`` as keys did before ``auto`` depended on the CPU (so those
+    stay valid), but ``auto`` where it is not bf16 (a CPU without native bf16) as what runs: fp32."""
+    if runtime.precision == "auto" and (resolved := resolve_precision(runtime)) != "bf16":
+        return resolved
+    return runtime.precision
 
 
 def models_dir(cache_dir: str | Path) -> Path:

@@ -24,7 +24,7 @@ from ..checkpoint import cache_key
 from ..config import (CORRUPTION_KINDS, VARIANTS, ConfigError, ExperimentConfig, RuntimeConfig, _merge, from_dict,
                       to_dict)
 from ..presets import EXPERIMENTS, experiment_preset
-from ..training import resolve_precision
+from ..experiment import precision_key
 
 #: Version of the record layout and of the cell key; bump it when either changes meaning.
 BENCH_FORMAT = 2
@@ -292,17 +292,8 @@ def keyed_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     if cfg.data.evaluate_on == "test":  # added later: at its default the keys stay those of earlier records
         data["data"].pop("evaluate_on")
         data["data"].pop("validation_size")
-    if (resolved := fp32_auto(cfg.runtime)) is not None:
-        data["runtime"]["precision"] = resolved
+    data["runtime"]["precision"] = precision_key(cfg.runtime)
     return data
-
-
-def fp32_auto(runtime: RuntimeConfig) -> str | None:
-    """What ``precision=auto`` runs as where that is not bf16 (a CPU without native bf16), else None: keys and
-    grid ids take it from there, and those of auto as it always was (bf16) stay as they were."""
-    if runtime.precision == "auto" and (resolved := resolve_precision(runtime)) != "bf16":
-        return resolved
-    return None
 
 
 def cell_key(cell: Cell) -> str:
@@ -384,8 +375,8 @@ def grid_id(grid: GridConfig) -> str:
     data = grid_dict(grid)
     data.pop("seeds")
     runtime = from_dict(RuntimeConfig, {**grid.base_experiment().get("runtime", {}), "device": grid.device})
-    if (resolved := fp32_auto(runtime)) is not None:  # a folder of bf16 cells is not resumed in fp32
-        data["precision"] = resolved
+    if (precision := precision_key(runtime)) != runtime.precision:  # a folder of bf16 cells is not resumed in fp32
+        data["precision"] = precision
     return cache_key({"bench_format": BENCH_FORMAT, "grid": data})
 
 
