@@ -2,11 +2,11 @@
 planted random labels, and every method's metrics stay within bands measured across CPU numerics.
 
 The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults, each
-corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 cores).  The bands in
-tests/data/efficacy_bands.json are the lowest and highest values seen over several numerics configurations
-(oneDNN's instruction set and the thread count), widened by a margin, for each autocast the default runtime
-picks: bf16 on a CPU with native bf16, fp32 on one without; scripts/efficacy_spread.py measures them
-(docs/benchmark.md, "What the tests check on every machine").  The orderings below hold with margin in every
+corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 cores with AMX, 5.6 in fp32
+on an AVX2-only CPU).  The bands in tests/data/efficacy_bands.json are the lowest and highest values seen
+over several numerics configurations (oneDNN's instruction set and the thread count), widened by a margin,
+for each autocast the default runtime picks: bf16 on a CPU with native bf16, fp32 on one without;
+scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every machine").  The orderings below hold with margin in every
 configuration measured; what did not is said.
 """
 
