@@ -313,6 +313,31 @@ def test_failing_method_is_recorded_and_sweep_completes(boom_method, cache_dir, 
     assert calls == [recs[BOOM]["key"]]
 
 
+@pytest.mark.parametrize("made_native", [True, False])
+def test_a_folder_is_not_resumed_in_another_autocast(made_native, tmp_path, monkeypatch):
+    """runtime.precision=auto is bf16 on a CPU with native bf16 and fp32 elsewhere: a folder of one kind's cells
+    is refused on the other kind of CPU (folders from before grid.json kept the autocast count as bf16)."""
+    grid = smoke(tmp_path / "cache")
+    native = {"now": made_native}
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native["now"])
+    store = ResultStore(tmp_path / "results")
+    store.write_grid(grid)
+    saved = json.loads(store.grid_path.read_text())
+    assert saved["precision"] == ("auto" if made_native else "fp32")
+    store.check_grid(grid)  # the same kind of CPU resumes it
+    native["now"] = not made_native
+    with pytest.raises(GridMismatchError, match="autocast") as info:
+        store.check_grid(grid)
+    assert ("ran in bf16 (auto) autocast, here they run in fp32" in str(info.value)) == made_native
+    if made_native:  # a folder written before grid.json kept the autocast ran bf16
+        store.grid_path.write_text(json.dumps({k: v for k, v in saved.items() if k != "precision"}))
+        with pytest.raises(GridMismatchError, match="autocast"):
+            store.check_grid(grid)
+        native["now"] = True
+        store.check_grid(grid)
+
+
 def test_other_grid_or_format_is_refused(smoke_run, tmp_path, monkeypatch):
     grid, original, records = smoke_run
     results = tmp_path / "results"

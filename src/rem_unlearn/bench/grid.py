@@ -374,10 +374,18 @@ def grid_id(grid: GridConfig) -> str:
     """The grid's identity without its seeds: every record of a results folder carries it."""
     data = grid_dict(grid)
     data.pop("seeds")
-    runtime = from_dict(RuntimeConfig, {**grid.base_experiment().get("runtime", {}), "device": grid.device})
-    if (precision := precision_key(runtime)) != runtime.precision:  # a folder of bf16 cells is not resumed in fp32
+    if (precision := grid_precision(grid)) != grid_runtime(grid).precision:  # auto as fp32: not the bf16 grid
         data["precision"] = precision
     return cache_key({"bench_format": BENCH_FORMAT, "grid": data})
+
+
+def grid_runtime(grid: GridConfig) -> RuntimeConfig:
+    return from_dict(RuntimeConfig, {**grid.base_experiment().get("runtime", {}), "device": grid.device})
+
+
+def grid_precision(grid: GridConfig) -> str:
+    """The grid's autocast as keys name it (:func:`precision_key`): a results folder keeps it in grid.json."""
+    return precision_key(grid_runtime(grid))
 
 
 # ----------------------------------------------------------------------------- presets

@@ -30,7 +30,7 @@ from ..checkpoint import versions
 from ..config import ConfigError
 from ..files import FileLock, PathError, atomic_write_json, check_writable_folder, remove_temp_files
 from ..report.records import record_problem
-from .grid import BENCH_FORMAT, GridConfig, grid_dict, grid_id
+from .grid import BENCH_FORMAT, GridConfig, grid_dict, grid_id, grid_precision, grid_runtime
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ResultStore:
         methods = sorted({m for ms in [grid.methods, *grid.variant_methods.values()] for m in ms})
         note = settings_note(grid.tuned, grid.tuning() if grid.tuned else None, methods)
         atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid_id": grid_id(grid), "grid": data,
-                                           "settings": note, "versions": versions(),
+                                           "precision": grid_precision(grid), "settings": note, "versions": versions(),
                                            "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def saved_grid(self) -> dict[str, Any] | None:
@@ -194,6 +194,13 @@ class ResultStore:
                     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "seeds")
                     if changed:
                         problems.append(f"it was made by a different grid (differs in: {', '.join(changed)})")
+                    # Made before grid.json kept it: runtime.precision as configured, auto then being bf16.
+                    made, here = saved.get("precision", grid_runtime(grid).precision), grid_precision(grid)
+                    if not changed and made != here:
+                        name = {"auto": "bf16 (auto)"}
+                        problems.append(f"its cells ran in {name.get(made, made)} autocast, here they run in "
+                                        f"{name.get(here, here)}: runtime.precision=auto is bf16 only on a CPU with "
+                                        "native bf16")
             elif saved is not None:
                 problems.append("its grid.json is not a JSON object")
         elif self.records_dir.is_dir():  # no grid.json (it is the authority once written): look at the records
