@@ -61,11 +61,18 @@ def main() -> None:
     print(f"wrote {OUT}")
 
 
+def by_precision(runs: dict) -> dict:
+    """{precision: {spec: run}}: the runs of each autocast, in the order they were measured."""
+    groups: dict = {}
+    for spec, run_ in runs.items():
+        groups.setdefault(spec.split(":")[0], {})[spec] = run_
+    return groups
+
+
 def bands_of(runs: dict, margin: float) -> dict:
     """{precision: {corruption: {method: {metric: [low, high]}}}}: the spread of each precision's runs, widened."""
     bands: dict = {}
-    for precision in sorted({spec.split(":")[0] for spec in runs}):
-        own = {spec: r for spec, r in runs.items() if spec.split(":")[0] == precision}
+    for precision, own in by_precision(runs).items():
         for kind, method, metric, lo, hi in spread(own):
             bands.setdefault(precision, {}).setdefault(kind, {}).setdefault(method, {})[metric] = [
                 round(max(0.0, lo - margin), 2), round(min(100.0, hi + margin), 2)]
@@ -85,8 +92,7 @@ def spread(runs: dict):
 def table(runs: dict) -> str:
     """Score, healed and attack success per configuration, and each precision's spread, as markdown."""
     configs = list(runs)
-    groups = {p: {c: runs[c] for c in configs if c.split(":")[0] == p} for p in dict.fromkeys(c.split(":")[0]
-                                                                                         for c in configs)}
+    groups = by_precision(runs)
     spreads = {p: {(k, m, x): hi - lo for k, m, x, lo, hi in spread(own)} for p, own in groups.items()}
     lines = ["| corruption | method | metric | " + " | ".join(configs) + " | "
              + " | ".join(f"{p} spread" for p in groups) + " |",

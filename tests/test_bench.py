@@ -501,8 +501,8 @@ def test_a_model_left_over_by_the_pool_is_trained_by_its_first_cell(tmp_path, mo
 
 
 def test_records_name_command_and_commit_and_cells_reach_tensorboard(cache_dir, tmp_path, monkeypatch):
-    """Each record says which command, commit and autocast made it; the leaderboard shows both; --log puts each cell
-    in TensorBoard as one run with its metrics."""
+    """Each record says which command, commit and autocast made it; the leaderboard shows the first two; --log
+    puts each cell in TensorBoard as one run with its metrics."""
     from rem_unlearn.checkpoint import source_commit
     from rem_unlearn.training import Runtime
 

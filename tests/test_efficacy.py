@@ -6,8 +6,8 @@ corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 
 on an AVX2-only CPU).  The bands in tests/data/efficacy_bands.json are the lowest and highest values seen
 over several numerics configurations (oneDNN's instruction set and the thread count), widened by a margin,
 for each autocast the default runtime picks: bf16 on a CPU with native bf16, fp32 on one without;
-scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every machine").  The orderings below hold with margin in every
-configuration measured; what did not is said.
+scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every machine").  The
+orderings below hold with margin in every configuration measured; what did not is said.
 """
 
 from __future__ import annotations

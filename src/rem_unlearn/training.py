@@ -86,8 +86,8 @@ def native_bf16(device_type: str) -> bool:
 def resolve_precision(cfg: RuntimeConfig, device: torch.device | None = None) -> str:
     """``runtime.precision`` as it runs on this machine: ``auto`` is bf16 where the hardware has it, else
     fp32; fp16 autocast is bf16 on a CPU."""
-    device_type = device.type if device else ("cuda" if cfg.device == "cuda" or
-                                               (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    # An explicit cuda is not checked here: keys are made on drivers that may have no GPU.
+    device_type = (device or (torch.device("cuda") if cfg.device == "cuda" else resolve_device(cfg))).type
     if cfg.precision == "auto":
         return "bf16" if native_bf16(device_type) else "fp32"
     return "bf16" if cfg.precision == "fp16" and device_type == "cpu" else cfg.precision

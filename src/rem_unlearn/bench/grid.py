@@ -374,18 +374,15 @@ def grid_id(grid: GridConfig) -> str:
     """The grid's identity without its seeds: every record of a results folder carries it."""
     data = grid_dict(grid)
     data.pop("seeds")
-    if (precision := grid_precision(grid)) != grid_runtime(grid).precision:  # auto as fp32: not the bf16 grid
+    runtime = grid_runtime(grid)
+    if (precision := precision_key(runtime)) != runtime.precision:  # auto as fp32: not the bf16 grid
         data["precision"] = precision
     return cache_key({"bench_format": BENCH_FORMAT, "grid": data})
 
 
 def grid_runtime(grid: GridConfig) -> RuntimeConfig:
+    """The runtime every cell of the grid runs with (its autocast is named by :func:`precision_key`)."""
     return from_dict(RuntimeConfig, {**grid.base_experiment().get("runtime", {}), "device": grid.device})
-
-
-def grid_precision(grid: GridConfig) -> str:
-    """The grid's autocast as keys name it (:func:`precision_key`): a results folder keeps it in grid.json."""
-    return precision_key(grid_runtime(grid))
 
 
 # ----------------------------------------------------------------------------- presets

@@ -28,9 +28,10 @@ from typing import Any, Iterable, Iterator
 
 from ..checkpoint import versions
 from ..config import ConfigError
+from ..experiment import precision_key
 from ..files import FileLock, PathError, atomic_write_json, check_writable_folder, remove_temp_files
 from ..report.records import record_problem
-from .grid import BENCH_FORMAT, GridConfig, grid_dict, grid_id, grid_precision, grid_runtime
+from .grid import BENCH_FORMAT, GridConfig, grid_dict, grid_id, grid_runtime
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class ResultStore:
         methods = sorted({m for ms in [grid.methods, *grid.variant_methods.values()] for m in ms})
         note = settings_note(grid.tuned, grid.tuning() if grid.tuned else None, methods)
         atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid_id": grid_id(grid), "grid": data,
-                                           "precision": grid_precision(grid), "settings": note, "versions": versions(),
+                                           "precision": precision_key(grid_runtime(grid)), "settings": note, "versions": versions(),
                                            "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def saved_grid(self) -> dict[str, Any] | None:
@@ -195,7 +196,8 @@ class ResultStore:
                     if changed:
                         problems.append(f"it was made by a different grid (differs in: {', '.join(changed)})")
                     # Made before grid.json kept it: runtime.precision as configured, auto then being bf16.
-                    made, here = saved.get("precision", grid_runtime(grid).precision), grid_precision(grid)
+                    runtime = grid_runtime(grid)
+                    made, here = saved.get("precision", runtime.precision), precision_key(runtime)
                     if not changed and made != here:
                         name = {"auto": "bf16 (auto)"}
                         problems.append(f"its cells ran in {name.get(made, made)} autocast, here they run in "
