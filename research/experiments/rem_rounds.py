@@ -62,9 +62,33 @@ def stop_after(per_round: list[dict], patience: int | None, gamma: float = 0.2, 
     return len(per_round) - 1
 
 
+def kept_row(per_round: list[dict], rounds: int) -> dict:
+    """The round with the best proxy among the start and the first ``rounds`` rounds (the first on a tie)."""
+    return max(per_round[:rounds + 1], key=lambda row: row["proxy"])
+
+
 def kept_score(per_round: list[dict], rounds: int) -> float:
-    """The score of the round with the best proxy among the start and the first ``rounds`` rounds."""
-    return max(per_round[:rounds + 1], key=lambda row: row["proxy"])["score"]
+    return kept_row(per_round, rounds)["score"]
+
+
+def attack_success_per_round(rows: list[dict], rate: float, patience: int = 1) -> str:
+    """Attack success after every round of the backdoor cells at ``rate``, the round the proxy keeps over all
+    rounds (REM's default), and the rounds run and the round kept with the stopping rule at ``patience``."""
+    rows = [r for r in rows if r["corruption"] == "poison" and r["rate"] == rate]
+    n = max(len(r["per_round"]) for r in rows) - 1
+    lines = ["| seed | " + " | ".join(f"r{i}" for i in range(1, n + 1))
+             + f" | default: kept (ASR) | patience={patience}: rounds, kept (ASR) |", "|---:|" + "---:|" * n + "---|---|"]
+
+    def kept(row: dict) -> str:
+        text = f"{row['label']} ({row['attack_success']:.1f})"
+        return f"**{text}**" if row["attack_success"] > 10 else text
+
+    for r in sorted(rows, key=lambda r: r.get("seed", 0)):
+        per = r["per_round"]
+        stop = stop_after(per, patience)
+        lines.append(f"| {r.get('seed', 0)} | " + " | ".join(f"{row['attack_success']:.1f}" for row in per[1:])
+                     + f" | {kept(kept_row(per, len(per) - 1))} | {stop}, {kept(kept_row(per, stop))} |")
+    return "\n".join(lines)
 
 
 def non_default(settings: dict, default: dict) -> dict:
@@ -146,10 +170,15 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="experiment override")
     p.add_argument("--method-set", action="append", default=[], metavar="KEY=VALUE", help="a setting of REM")
     p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--attack-success", type=float, default=None, metavar="RATE",
+                   help="with --replay: only the attack success per round of the backdoor cells at this rate")
     a = p.parse_args()
     if a.replay:
         with open(a.replay) as f:
             rows = [json.loads(line) for line in f]
+        if a.attack_success is not None:
+            print(attack_success_per_round(rows, a.attack_success, a.patience))
+            return
     else:
         if not a.out:
             p.error("give --out (to record) or --replay")
