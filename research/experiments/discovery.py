@@ -212,7 +212,45 @@ def end_to_end_table(rows: list[dict], args) -> None:
             print(f"| {c} | " + " | ".join(cells) + " |")
 
 
-SECTIONS = {"scorers": scorers_table, "seeds": seeds_table, "costs": costs_table, "end-to-end": end_to_end_table}
+#: Discovery's targets (docs/discovery.md): the poison at the stopping rule's own k (precision and recall),
+#: the label corruptions at k = |D_c| (where precision = recall).
+TARGETS = {"poison": 95.0, "interclass": 60.0, "random": 50.0}
+
+
+def targets_table(rows: list[dict], args) -> None:
+    """Each target against `auto`, the best single scorer of the default install and the `[detect]` rows."""
+    scorers = latest(rows, "scorer")
+
+    def value(r: dict, corruption: str) -> float:
+        return min(r["precision"], r["recall"]) if corruption == "poison" else r["p_true"]
+
+    def shown(r: dict, corruption: str) -> str:
+        name = scorer_label(r["scorer"], r["chosen"]).strip("*")
+        if corruption == "poison":
+            return f"{name} {r['precision']:.1f} / {r['recall']:.1f} at k = {r['k']}"
+        return f"{name} {r['p_true']:.1f}"
+
+    def verdict(r: dict | None, corruption: str) -> str:
+        return "–" if r is None else ("hit" if value(r, corruption) >= TARGETS[corruption] else "missed")
+
+    print("| target (seed 0) | `auto` | best single scorer | with `[detect]` | `auto`, mean over seeds |")
+    print("|---|---|---|---|---:|")
+    for c, target in TARGETS.items():
+        at = f"≥ {target:.0f} / {target:.0f} at the rule's own k" if c == "poison" else f"≥ {target:.0f} at k = \\|D_c\\|"
+        seed0 = [r for (cc, seed, _), r in scorers.items() if cc == c and seed == 0]
+        auto = next((r for r in seed0 if r["scorer"] == "auto"), None)
+        single = max((r for r in seed0 if r["scorer"] not in ("auto", *NEEDS_CLEANLAB)),
+                     key=lambda r: value(r, c), default=None)
+        detect = max((r for r in seed0 if r["scorer"] in NEEDS_CLEANLAB), key=lambda r: value(r, c), default=None)
+        autos = [r for (cc, _, name), r in scorers.items() if cc == c and name == "auto"]
+        keys = ("precision", "recall") if c == "poison" else ("p_true",)
+        mean = " / ".join(f"{sum(r[k] for r in autos) / len(autos):.1f}" for k in keys) if autos else "–"
+        cells = [f"{shown(r, c)}: {verdict(r, c)}" if r else "–" for r in (auto, single, detect)]
+        print(f"| {c} {at} | " + " | ".join(cells) + f" | {mean} ({len(autos)} seeds) |")
+
+
+SECTIONS = {"scorers": scorers_table, "seeds": seeds_table, "costs": costs_table, "end-to-end": end_to_end_table,
+            "targets": targets_table}
 
 
 def main() -> None:
