@@ -38,6 +38,7 @@ def main() -> None:
                and (a.seeds is None or r["cell"]["seed"] in a.seeds)]
     print("| model | corruption | " + " | ".join(title for _, title in COLUMNS) + " | training time |")
     print("|---|---|" + "---:|" * (len(COLUMNS) + 1))
+    shown = []
     for variant, method, label in ROWS:
         for corruption in CORRUPTIONS:
             found = [r for r in records if (r["cell"]["variant"], r["cell"]["method"], r["cell"]["corruption"])
@@ -46,13 +47,14 @@ def main() -> None:
                 continue
             values = {key: [r["metrics"][key] for r in found if r["metrics"].get(key) is not None]
                       for key, _ in COLUMNS}
+            shown += found
             seconds = [r["train_seconds"] for r in found]
             print(f"| {label} | {corruption} | " + " | ".join(cell(values[key]) for key, _ in COLUMNS)
                   + f" | {cell(seconds, ' s')} |")
-    seeds = sorted({r["cell"]["seed"] for r in records})
+    seeds = sorted({r["cell"]["seed"] for r in shown})
     over = f"Seeds {', '.join(map(str, seeds))}; a range is the lowest and highest over them" if len(seeds) > 1 \
         else f"Seed {seeds[0]}"
-    print(f"\n{over}. Training time: mean {statistics.mean(r['train_seconds'] for r in records):.0f} s per model "
+    print(f"\n{over}. Training time: mean {statistics.mean(r['train_seconds'] for r in shown):.0f} s per model "
           "as recorded.")
 
 

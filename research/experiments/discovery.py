@@ -230,13 +230,14 @@ def targets_table(rows: list[dict], args) -> None:
             return f"{name} {r['precision']:.1f} / {r['recall']:.1f} at k = {r['k']}"
         return f"{name} {r['p_true']:.1f}"
 
-    def verdict(r: dict | None, corruption: str) -> str:
-        return "–" if r is None else ("hit" if value(r, corruption) >= TARGETS[corruption] else "missed")
+    def verdict(r: dict, corruption: str) -> str:
+        return "hit" if value(r, corruption) >= TARGETS[corruption] else "missed"
 
     print("| target (seed 0) | `auto` | best single scorer | with `[detect]` | `auto`, mean over seeds |")
     print("|---|---|---|---|---:|")
     for c, target in TARGETS.items():
-        at = f"≥ {target:.0f} / {target:.0f} at the rule's own k" if c == "poison" else f"≥ {target:.0f} at k = \\|D_c\\|"
+        at = (f"≥ {target:.0f} / {target:.0f} at the rule's own k" if c == "poison"
+              else f"≥ {target:.0f} at k = \\|D_c\\|")
         seed0 = [r for (cc, seed, _), r in scorers.items() if cc == c and seed == 0]
         auto = next((r for r in seed0 if r["scorer"] == "auto"), None)
         single = max((r for r in seed0 if r["scorer"] not in ("auto", *NEEDS_CLEANLAB)),

@@ -59,27 +59,29 @@ def wrong_labels(structure: str, images: torch.Tensor, true: torch.Tensor, rows:
 
 
 def run(structure: str, cache: str) -> dict:
-    out: dict = {"structure": structure}
+    def config(variant: str) -> ExperimentConfig:
+        return load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
+                           overrides=["corruption.kind=random", f"model.variant={variant}",
+                                      f"runtime.cache_dir={cache}/{structure}", "runtime.progress=false"])
+
+    cfg = config("capacity")
+    corrupted, test = corrupted_data(cfg)  # the model variant does not change the data
+    train, rows = corrupted.train, corrupted.corrupted_rows
+    labels = train.labels.clone()
+    labels[rows] = wrong_labels(structure, train.images, corrupted.true_labels, rows, train.labels[rows],
+                                train.num_classes, cfg.corruption.seed)
+    assert (labels[rows] != corrupted.true_labels[rows]).all()
+    corrupted = replace(corrupted, train=replace(train, labels=labels))
+    pairs = torch.stack([corrupted.true_labels[rows], labels[rows]], 1).unique(dim=0)
+    out: dict = {"structure": structure, "label_pairs": len(pairs)}  # distinct (true, wrong): 10 for pairflip
     for variant in ("capacity", "etd"):
-        cfg = load_config(ExperimentConfig, base=experiment_preset("fashion-mnist"),
-                          overrides=["corruption.kind=random", f"model.variant={variant}",
-                                     f"runtime.cache_dir={cache}/{structure}", "runtime.progress=false"])
-        corrupted, test = corrupted_data(cfg)
-        train, rows = corrupted.train, corrupted.corrupted_rows
-        labels = train.labels.clone()
-        labels[rows] = wrong_labels(structure, train.images, corrupted.true_labels, rows, train.labels[rows],
-                                    train.num_classes, cfg.corruption.seed)
-        assert (labels[rows] != corrupted.true_labels[rows]).all()
-        corrupted = replace(corrupted, train=replace(train, labels=labels))
         start = time.perf_counter()
-        task = prepare(cfg, data=(corrupted, test))
+        task = prepare(config(variant), data=(corrupted, test))
         metrics = task.evaluate(task.model)
         batcher = task.evaluate.train_batcher
         out[variant] = {"fit": round(accuracy(task.model, batcher, rows, labels=labels[rows]), 2),
                         "healed": round(metrics["healed"], 2), "utility": round(metrics["utility"], 2),
                         "precision": task.runtime.precision, "seconds": round(time.perf_counter() - start)}
-        pairs = torch.stack([corrupted.true_labels[rows], labels[rows]], 1).unique(dim=0)
-        out["label_pairs"] = len(pairs)  # distinct (true, wrong) pairs: 90 for uniform, 10 for pairflip
     return out
 
 

@@ -77,7 +77,8 @@ def attack_success_per_round(rows: list[dict], rate: float, patience: int = 1) -
     rows = [r for r in rows if r["corruption"] == "poison" and r["rate"] == rate]
     n = max(len(r["per_round"]) for r in rows) - 1
     lines = ["| seed | " + " | ".join(f"r{i}" for i in range(1, n + 1))
-             + f" | default: kept (ASR) | patience={patience}: rounds, kept (ASR) |", "|---:|" + "---:|" * n + "---|---|"]
+             + f" | default: kept (ASR) | patience={patience}: rounds, kept (ASR) |",
+             "|---:|" + "---:|" * n + "---|---|"]
 
     def kept(row: dict) -> str:
         text = f"{row['label']} ({row['attack_success']:.1f})"

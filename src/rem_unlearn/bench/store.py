@@ -80,7 +80,8 @@ class ResultStore:
         methods = sorted({m for ms in [grid.methods, *grid.variant_methods.values()] for m in ms})
         note = settings_note(grid.tuned, grid.tuning() if grid.tuned else None, methods)
         atomic_write_json(self.grid_path, {"bench_format": BENCH_FORMAT, "grid_id": grid_id(grid), "grid": data,
-                                           "precision": precision_key(grid_runtime(grid)), "settings": note, "versions": versions(),
+                                           "precision": precision_key(grid_runtime(grid)), "settings": note,
+                                           "versions": versions(),
                                            "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def saved_grid(self) -> dict[str, Any] | None:
