@@ -10,7 +10,7 @@ bench: setup
 	.venv/bin/rem-unlearn bench --preset default --workers 2
 
 test: setup
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+	.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 quick: setup
 	.venv/bin/rem-unlearn bench --preset quick

@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
     "$PY" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import torch, rem_unlearn, pytest, ray, transformers, datasets, submitit, tensorboard, mlflow" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import torch, rem_unlearn, pytest, xdist, ray, transformers, datasets, submitit, tensorboard, mlflow" >/dev/null 2>&1; then
     echo "setup: installing torch==2.13.0 (CPU wheel) and rem-unlearn[test]"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.

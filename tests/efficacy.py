@@ -48,21 +48,6 @@ def measure(corruptions=CORRUPTIONS, methods=METHODS, epochs: int = EPOCHS, budg
     return out
 
 
-def _one_thread(kind: str) -> dict[str, dict[str, float]]:
-    torch.set_num_threads(1)
-    return measure((kind,))[kind]
-
-
-def measure_in_processes(corruptions=CORRUPTIONS) -> dict[str, dict[str, dict[str, float]]]:
-    """measure(), each corruption in a 1-thread process of its own, side by side: the same numbers as one 1-thread
-    process (each corruption seeds everything it draws), in about half the time on 2 cores."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(len(corruptions), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return dict(zip(corruptions, pool.map(_one_thread, corruptions)))
-
-
 if __name__ == "__main__":
     import json
     import time

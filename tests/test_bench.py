@@ -555,6 +555,7 @@ def test_worker_with_other_code_fails_the_cell(tmp_path):
     assert "CellKeyMismatchError" in record["error"] and "different code" in record["error"]
 
 
+@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time
 def test_local_and_ray_engines_agree(cache_dir, tmp_path):
     ray = pytest.importorskip("ray")
     grid = smoke(cache_dir, corruptions=["random"], discovery_rates=[0.5], methods=["none", "ga", "rem"])

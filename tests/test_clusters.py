@@ -156,6 +156,7 @@ def two_ray_nodes(tmp_path: Path):
             cluster.kill()
 
 
+@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time
 def test_ray_nodes_without_a_shared_disk_get_the_models_and_data_from_the_driver(two_ray_nodes, tmp_path) -> None:
     from conftest import write_fashion_mnist
 

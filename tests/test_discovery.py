@@ -58,7 +58,7 @@ def poison():
 
 
 @pytest.fixture(scope="module")
-def noisy():
+def underfit_on_noise():
     data, ids = planted("random")
     torch.manual_seed(0)
     model = SmallCNN(4, 1, width=0.25)
@@ -86,10 +86,10 @@ def test_scorers_find_a_planted_backdoor(poison, scorer):
 
 
 @pytest.mark.parametrize("scorer", ["knn-label", "confident-learning"])
-def test_label_noise_scorers_find_planted_wrong_labels(noisy, scorer):
+def test_label_noise_scorers_find_planted_wrong_labels(underfit_on_noise, scorer):
     if scorer == "confident-learning":
         pytest.importorskip("cleanlab")
-    model, data, ids = noisy
+    model, data, ids = underfit_on_noise
     known = ids[:4]
     kwargs = {"folds": 2, "epochs": 3} if scorer == "confident-learning" else {}
     result = discover(model, data, known, scorer, runtime=RUNTIME, pretrain=RECIPE, **kwargs)

@@ -2,8 +2,8 @@
 planted random labels, and every method's metrics stay within bands measured across CPU numerics.
 
 The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults, each
-corruption in a 1-thread process of its own, side by side (about 2 minutes on 2 cores with AMX, 5.6 in fp32
-on an AVX2-only CPU).  The bands in tests/data/efficacy_bands.json are the lowest and highest values seen
+corruption in a 1-thread pytest worker of its own, side by side (about 2 minutes on 2 cores with AMX, 5.6 in
+fp32 on an AVX2-only CPU).  The bands in tests/data/efficacy_bands.json are the lowest and highest values seen
 over several numerics configurations (oneDNN's instruction set and the thread count), widened by a margin,
 for each autocast the default runtime picks: bf16 on a CPU with native bf16, fp32 on one without;
 scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every machine").  The
@@ -22,19 +22,26 @@ import efficacy
 BANDS = Path(__file__).resolve().parent / "data" / "efficacy_bands.json"
 
 
-@pytest.fixture(scope="module")
-def smoke() -> dict:
+def measured(kind: str) -> dict:
+    """The task's metrics for one corruption, measured once per process.  ``make test`` runs two 1-thread pytest
+    workers, and each corruption's tests form an xdist group, so the two corruptions train side by side."""
     from rem_unlearn.data import DatasetNotFoundError, load_dataset
 
-    try:
-        load_dataset("fashion-mnist", "test")
-    except DatasetNotFoundError as err:
-        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
-    return efficacy.measure_in_processes()  # one thread each: within the bands, which span 1 and 2 threads
+    if kind not in _MEASURED:
+        try:
+            load_dataset("fashion-mnist", "test")
+        except DatasetNotFoundError as err:
+            pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+        _MEASURED[kind] = efficacy.measure((kind,))[kind]  # at the worker's threads: the bands span 1 and 2
+    return _MEASURED[kind]
 
 
-def test_both_rems_remove_the_backdoor_that_finetuning_keeps(smoke) -> None:
-    poison = smoke["poison"]
+_MEASURED: dict[str, dict] = {}
+
+
+@pytest.mark.xdist_group("efficacy-poison")
+def test_both_rems_remove_the_backdoor_that_finetuning_keeps() -> None:
+    poison = measured("poison")
     assert poison["none"]["attack_success"] > 80 and poison["finetune"]["attack_success"] > 60, poison
     for rem in ("rem", "rem-official"):
         assert poison[rem]["attack_success"] < 25, (rem, poison[rem])
@@ -42,8 +49,9 @@ def test_both_rems_remove_the_backdoor_that_finetuning_keeps(smoke) -> None:
         assert poison[rem]["score"] >= poison["finetune"]["score"] + 30, (rem, poison)
 
 
-def test_both_rems_heal_memorised_random_labels(smoke) -> None:
-    random = smoke["random"]
+@pytest.mark.xdist_group("efficacy-random")
+def test_both_rems_heal_memorised_random_labels() -> None:
+    random = measured("random")
     assert random["none"]["healed"] <= 10, random  # the trained model fits the wrong labels
     for rem in ("rem", "rem-official"):
         assert random[rem]["healed"] >= 50, (rem, random[rem])
@@ -53,18 +61,20 @@ def test_both_rems_heal_memorised_random_labels(smoke) -> None:
     assert random["rem-official"]["score"] >= max(random["finetune"]["score"], random["ga"]["score"]) + 5, random
 
 
-def test_every_metric_stays_within_the_bands_measured_across_cpu_numerics(smoke) -> None:
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.xdist_group(f"efficacy-{kind}"))
+                                  for kind in efficacy.CORRUPTIONS])
+def test_every_metric_stays_within_the_bands_measured_across_cpu_numerics(kind) -> None:
     from rem_unlearn.training import Runtime
 
+    methods = measured(kind)
     precision = Runtime.from_config().precision  # what measure() ran with: bf16 where the CPU has it, else fp32
-    measured = json.loads(BANDS.read_text())["bands"]
-    if precision not in measured:
-        pytest.skip(f"no bands measured for {precision} autocast (only {', '.join(sorted(measured))})")
-    bands = measured[precision]
-    assert set(bands) == set(smoke) and all(set(bands[k]) == set(smoke[k]) for k in smoke)
+    measured_bands = json.loads(BANDS.read_text())["bands"]
+    if precision not in measured_bands:
+        pytest.skip(f"no bands measured for {precision} autocast (only {', '.join(sorted(measured_bands))})")
+    bands = measured_bands[precision][kind]
+    assert set(bands) == set(methods) and all(set(bands[m]) == set(methods[m]) for m in methods)
     outside = [f"{kind} {method} {metric}: {value:.2f} not in [{lo}, {hi}]"
-               for kind, methods in smoke.items() for method, metrics in methods.items()
-               for metric, value in metrics.items()
-               for lo, hi in [bands[kind][method][metric]] if not lo <= value <= hi]
+               for method, metrics in methods.items() for metric, value in metrics.items()
+               for lo, hi in [bands[method][metric]] if not lo <= value <= hi]
     assert not outside, "outside the bands of tests/data/efficacy_bands.json (scripts/efficacy_spread.py):\n" + \
         "\n".join(outside)

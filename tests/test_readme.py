@@ -41,3 +41,12 @@ def test_readme_example_runs_and_repairs_the_backdoor(tmp_path):
     found = dict(re.findall(r"^(trained|repaired) .*'attack_success': ([\d.]+)", out.stdout, re.M))
     assert set(found) == {"trained", "repaired"}, out.stdout
     assert float(found["trained"]) > 50 and float(found["repaired"]) < 15, out.stdout  # the backdoor is gone
+
+
+def test_make_test_hands_each_shared_fixture_to_one_worker(request):
+    """`make test` gives every test of an expensive shared fixture to one pytest-xdist worker (--dist loadgroup),
+    which builds it once; where xdist cannot group (pytest 9.2), both workers would build it."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run by make test's pytest-xdist workers (--dist loadgroup)")
+    shared = [item for item in request.session.items if "poisoned" in item.fixturenames]
+    assert shared and all(item.nodeid.endswith("@planted") for item in shared), [item.nodeid for item in shared]
