@@ -17,7 +17,9 @@ os.environ.setdefault("REM_UNLEARN_QUIET", "1")
 # OMP_NUM_THREADS passes the one thread on to the processes a test starts (the CLI, the README example).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Fixtures that take half a minute or more to build: the tests that use one run on one worker, which builds it once.
 SHARED_FIXTURES = {"poisoned": "planted", "noisy": "planted", "smoke_run": "bench-smoke"}
@@ -28,11 +30,13 @@ def pytest_collection_modifyitems(items):
     """Group the tests of each shared fixture (``--dist loadgroup``; pytest-xdist 3.8 cannot under pytest 9.2, hence
     the pin), then order the work longest first, which ``--no-loadscope-reorder`` keeps: the efficacy task's two
     corruptions, one per worker, then the planted tasks' group; the rest of the suite balances around them."""
+    def groups(item) -> set[str]:
+        return {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}
+
     for item in items:
-        for group in {SHARED_FIXTURES[name] for name in item.fixturenames if name in SHARED_FIXTURES}:
+        for group in groups(item):
             item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: (item.path.name != "test_efficacy.py",
-                                 not any(SHARED_FIXTURES.get(name) == "planted" for name in item.fixturenames)))
+    items.sort(key=lambda item: (item.path.name != "test_efficacy.py", "planted" not in groups(item)))
 
 
 def make_toy(n: int = 256, classes: int = 4, size: int = 12, channels: int = 1, seed: int = 0,
@@ -169,12 +173,19 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def split():
-    from rem_unlearn.data import DatasetNotFoundError, load_dataset
+    from rem_unlearn.data import DatasetNotFoundError
 
     try:
-        full = load_dataset("fashion-mnist", "train")
+        return planted_split()
     except DatasetNotFoundError as err:
         pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+
+
+def planted_split():
+    """(train, test): disjoint draws from Fashion-MNIST's training split, of PLANTED_SIZES."""
+    from rem_unlearn.data import load_dataset
+
+    full = load_dataset("fashion-mnist", "train")
     n, m = PLANTED_SIZES["train"], PLANTED_SIZES["test"]
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
     return full.subset(order[:n]), full.subset(order[n:n + m])

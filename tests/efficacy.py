@@ -37,15 +37,19 @@ def measure(corruptions=CORRUPTIONS, methods=METHODS, epochs: int = EPOCHS, budg
         ru.train_model(model, data.train, recipe, runtime)
         known = ru.discovered_ids(data.corrupted_ids, RATE, seed=0)
         evaluate = ru.Evaluator(data, test, runtime)
-        out[kind] = {}
-        for method in methods:
-            healed = model if method == "none" else ru.unlearn(
-                model, data.train, known, method, runtime=runtime, max_utility_drop=None,
-                **({} if budget is None else {"epochs": budget})).model
-            m = evaluate(healed)
-            out[kind][method] = {k: round(m[k], 2) for k in ("healed", "utility", "score", "attack_success")
-                                 if m[k] is not None}
+        out[kind] = {method: heal(method, model, data, known, evaluate, runtime, budget) for method in methods}
     return out
+
+
+def heal(method: str, model, data, known, evaluate, runtime, budget: float | None = None) -> dict[str, float]:
+    """The rounded metrics of ``model`` healed by ``method`` from the ``known`` ids ("none": as trained)."""
+    import rem_unlearn as ru
+
+    healed = model if method == "none" else ru.unlearn(
+        model, data.train, known, method, runtime=runtime, max_utility_drop=None,
+        **({} if budget is None else {"epochs": budget})).model
+    m = evaluate(healed)
+    return {k: round(m[k], 2) for k in ("healed", "utility", "score", "attack_success") if m[k] is not None}
 
 
 if __name__ == "__main__":

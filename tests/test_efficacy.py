@@ -12,6 +12,7 @@ orderings below hold with margin in every configuration measured; what did not i
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,21 +23,17 @@ import efficacy
 BANDS = Path(__file__).resolve().parent / "data" / "efficacy_bands.json"
 
 
+@functools.cache
 def measured(kind: str) -> dict:
     """The task's metrics for one corruption, measured once per process.  ``make test`` runs two 1-thread pytest
     workers, and each corruption's tests form an xdist group, so the two corruptions train side by side."""
     from rem_unlearn.data import DatasetNotFoundError, load_dataset
 
-    if kind not in _MEASURED:
-        try:
-            load_dataset("fashion-mnist", "test")
-        except DatasetNotFoundError as err:
-            pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
-        _MEASURED[kind] = efficacy.measure((kind,))[kind]  # at the worker's threads: the bands span 1 and 2
-    return _MEASURED[kind]
-
-
-_MEASURED: dict[str, dict] = {}
+    try:
+        load_dataset("fashion-mnist", "test")
+    except DatasetNotFoundError as err:
+        pytest.skip(f"the embedded Fashion-MNIST is not available here: {err}")
+    return efficacy.measure((kind,))[kind]  # at the worker's threads: the bands span 1 and 2
 
 
 @pytest.mark.xdist_group("efficacy-poison")

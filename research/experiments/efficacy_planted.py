@@ -22,10 +22,7 @@ import rem_unlearn as ru  # noqa: E402
 from rem_unlearn.config import RuntimeConfig  # noqa: E402
 
 torch.set_num_threads(1)
-full = ru.load_dataset("fashion-mnist", "train")
-n, m = conftest.PLANTED_SIZES["train"], conftest.PLANTED_SIZES["test"]
-order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
-split = full.subset(order[:n]), full.subset(order[n:n + m])  # as the session fixture `split` draws it
+split = conftest.planted_split()  # as the session fixture `split` draws it
 runtime = ru.Runtime.from_config(RuntimeConfig(progress=False, precision=sys.argv[1] if len(sys.argv) > 1 else "auto"))
 out: dict = {}
 for kind in efficacy.CORRUPTIONS:
@@ -36,10 +33,6 @@ for kind in efficacy.CORRUPTIONS:
     out[kind] = {}
     for method in efficacy.METHODS:
         start = time.perf_counter()
-        healed = model if method == "none" else ru.unlearn(model, data.train, known, method, runtime=runtime,
-                                                           max_utility_drop=None).model
-        metrics = evaluate(healed)
-        out[kind][method] = {k: round(metrics[k], 2) for k in ("healed", "utility", "score", "attack_success")
-                             if metrics[k] is not None}
+        out[kind][method] = efficacy.heal(method, model, data, known, evaluate, runtime)
         print(kind, method, round(time.perf_counter() - start), "s", out[kind][method], flush=True)
 print(json.dumps(out))
