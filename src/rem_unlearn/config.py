@@ -8,6 +8,7 @@ error naming the valid keys or choices.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 import types
@@ -237,7 +238,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping; unknown keys are errors naming the valid ones."""
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -253,6 +254,12 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     return cls(**kwargs)
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``cls``'s evaluated annotations: evaluating them is most of the cost of building a config."""
+    return typing.get_type_hints(cls)
+
+
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
@@ -260,6 +267,8 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 
 def to_dict(obj: Any) -> Any:
+    if obj is None or isinstance(obj, (str, int, float)):  # most of a config: leaves first
+        return obj
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
