@@ -146,6 +146,28 @@ def test_real_fashion_mnist_test_split():
     assert ds.labels.bincount(minlength=10).tolist() == [1000] * 10
 
 
+def test_test_size_scores_on_a_seeded_subset_of_the_test_split(fmnist_dir):
+    from dataclasses import replace
+
+    from rem_unlearn.config import ConfigError, DataConfig, ExperimentConfig
+    from rem_unlearn.experiment import load_data, model_key
+
+    root, _ = fmnist_dir
+    full = load_data(DataConfig(root=str(root)))[1]
+    part = load_data(DataConfig(root=str(root), test_size=5))[1]
+    assert len(full) == 12 and len(part) == 5 and torch.isin(part.ids, full.ids).all()
+    assert torch.equal(load_data(DataConfig(root=str(root), test_size=5))[1].ids, part.ids)  # seeded
+    assert not torch.equal(load_data(DataConfig(root=str(root), test_size=5, subset_seed=1))[1].ids, part.ids)
+    assert len(load_data(DataConfig(root=str(root), test_size=50))[1]) == 12  # larger than the split: all of it
+    trained_on = ExperimentConfig(data=DataConfig(root=str(root)))
+    scored_on_fewer = replace(trained_on, data=DataConfig(root=str(root), test_size=5))
+    assert model_key(trained_on, "f") == model_key(scored_on_fewer, "f")  # the model does not see the test split
+    for bad, message in (({"test_size": 0}, "must be positive"),
+                         ({"test_size": 5, "evaluate_on": "validation", "train_size": 10}, "validation_size")):
+        with pytest.raises(ConfigError, match=message):
+            DataConfig(**bad).validate()
+
+
 # ---------------------------------------------------------------- CIFAR-10
 
 

@@ -26,6 +26,18 @@ def test_every_committed_record_comes_from_the_code_as_it_is() -> None:
     assert not check.problems(check.bench_records())
 
 
+def test_committed_records_keep_their_keys(monkeypatch) -> None:
+    """A resume finds a committed record by its key: every record of the faithful folder is a cell of the preset
+    under the code as it is (keyed as made, with ``auto`` autocast as bf16, on a CPU that has it)."""
+    import rem_unlearn.experiment as experiment
+    from rem_unlearn.bench import cell_key, expand, load_grid
+
+    monkeypatch.setattr(experiment, "resolve_precision", lambda runtime, device=None: "bf16")
+    keys = {json.loads(p.read_text())["key"] for p in (ROOT / "research/records/faithful/records").glob("*.json")}
+    assert len(keys) >= 100
+    assert keys <= {cell_key(cell) for cell in expand(load_grid("faithful"))}
+
+
 def test_a_dirty_an_old_and_a_current_record(tmp_path: Path) -> None:
     """Planted records: a dirty stamp and a commit whose REM code differs from today's are refused, HEAD passes."""
     check = checker()

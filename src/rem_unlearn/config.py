@@ -40,6 +40,7 @@ class DataConfig:
     root: str | None = None  # folder with the dataset files (torchvision layout works)
     download: bool | None = None  # None: the loader's default (Fashion-MNIST downloads, others do not)
     train_size: int | None = None  # seeded subset of the training split; None = all
+    test_size: int | None = None  # seeded subset of the test split, for quick runs; None = all
     subset_seed: int = 0
     # What the metrics are measured on: "test", or "validation", images of the training split outside the
     # training subset (the test split is then never read: tuning uses it).
@@ -49,8 +50,12 @@ class DataConfig:
     def validate(self) -> None:
         _choice(self.name, DATASET_NAMES, "data.name")
         _choice(self.evaluate_on, ("test", "validation"), "data.evaluate_on")
-        if self.train_size is not None and self.train_size <= 0:
-            raise ConfigError(f"data.train_size must be positive, got {self.train_size}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"data.{name} must be positive, got {getattr(self, name)}")
+        if self.evaluate_on == "validation" and self.test_size is not None:
+            raise ConfigError("data.test_size subsets the test split, which data.evaluate_on=validation never reads; "
+                              "set data.validation_size instead")
         if self.evaluate_on == "validation" and (self.train_size is None or self.validation_size <= 0):
             raise ConfigError("data.evaluate_on=validation needs data.train_size (the validation images are the "
                               "training split's other images) and a positive data.validation_size")

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
     """Training split (optionally a seeded subset; ids stay those of the full split) and the evaluation split:
-    the test split, or with ``evaluate_on="validation"`` other images of the training split (the test split is
+    the test split (optionally a seeded subset), or with ``evaluate_on="validation"`` other images of the training split (the test split is
     then not read). Data a driver sent (:func:`provide_data`) is returned as it was sent."""
     provided = _PROVIDED.get(data_id(cfg))
     if provided is not None:
@@ -45,7 +45,11 @@ def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
             raise ConfigError(f"data.validation_size={cfg.validation_size}: only {len(rest)} training images are "
                               f"outside the training subset of {cfg.train_size}")
         return train, full.subset(torch.sort(rest[:cfg.validation_size]).values)
-    return train, load_dataset(cfg.name, "test", root=cfg.root, download=cfg.download)
+    test = load_dataset(cfg.name, "test", root=cfg.root, download=cfg.download)
+    if cfg.test_size is not None and cfg.test_size < len(test):
+        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(cfg.subset_seed))[:cfg.test_size]
+        test = test.subset(torch.sort(pick).values)
+    return train, test
 
 
 def split_fingerprint(images: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> str:
@@ -87,7 +91,7 @@ def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
     """Every input that changes the trained model: the configs, and the training images and labels as read
     (``fingerprint``), so data from another root or a changed file never reuses a model."""
     data = {k: v for k, v in to_dict(cfg.data).items()
-            if k not in ("root", "download", "evaluate_on", "validation_size")}  # not what the model learns from
+            if k not in ("root", "download", "evaluate_on", "validation_size", "test_size")}  # not what the model learns from
     return cache_key({"data": data, "train_data": fingerprint, "corruption": to_dict(cfg.corruption),
                       "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": precision_key(cfg.runtime)})
 

@@ -86,7 +86,7 @@ def tuning_grid(grid: GridConfig, method: str, settings: dict[str, Any], dev_see
                 discovery_modes=["uniform"])
     data["method_overrides"] = {method: _merge(copy.deepcopy(grid.method_overrides.get(method, {})), settings)}
     data["experiment_overrides"] = _merge(data.get("experiment_overrides", {}),
-                                          {"data": {"evaluate_on": "validation"}})
+                                          {"data": {"evaluate_on": "validation", "test_size": None}})
     trial = from_dict(GridConfig, data)
     trial.validate()
     return trial
