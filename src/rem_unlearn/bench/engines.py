@@ -262,7 +262,7 @@ class SubmititEngine:
 
     def __init__(self, folder: str | Path, cluster: str = "slurm", workers: int | None = None,
                  threads: int | None = None, gpus: int = 0, timeout_min: int = 240, slurm: dict | None = None,
-                 poll_seconds: float = 5.0):
+                 poll_seconds: float | None = None):
         if cluster not in ("slurm", "local"):
             raise ConfigError(f"unknown submitit cluster {cluster!r}; choose slurm or local")
         if workers is not None and workers < 1:
@@ -270,7 +270,9 @@ class SubmititEngine:
         self.folder, self.cluster = Path(folder), cluster
         self.workers = workers or (1 if cluster == "local" else 64)
         self.threads = threads or (max(1, _cores() // self.workers) if cluster == "local" else 1)
-        self.gpus, self.timeout_min, self.poll_seconds = gpus, timeout_min, poll_seconds
+        self.gpus, self.timeout_min = gpus, timeout_min
+        # SLURM's accounting is asked every 5 s; a local job is a process here, and a cell can take seconds.
+        self.poll_seconds = poll_seconds if poll_seconds is not None else (5.0 if cluster == "slurm" else 0.2)
         self.slurm = {k if k.startswith("slurm_") else f"slurm_{k}": v for k, v in (slurm or {}).items()}
 
     def describe(self) -> str:
