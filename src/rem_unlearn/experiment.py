@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
     """Training split (optionally a seeded subset; ids stay those of the full split) and the evaluation split:
-    the test split (optionally a seeded subset), or with ``evaluate_on="validation"`` other images of the training split (the test split is
-    then not read). Data a driver sent (:func:`provide_data`) is returned as it was sent."""
+    the test split (optionally a seeded subset), or with ``evaluate_on="validation"`` other images of the
+    training split (the test split is then not read). Data a driver sent (:func:`provide_data`) is returned as
+    it was sent."""
     provided = _PROVIDED.get(data_id(cfg))
     if provided is not None:
         return provided
