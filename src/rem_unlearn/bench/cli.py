@@ -19,7 +19,7 @@ skips finished cells, so an interrupted sweep resumes where it stopped.  The
 report (results.csv, summary.md, heatmaps, index.html) is rebuilt in RESULTS
 at the end.
 
-presets: smoke (tiny, about a minute on 2 cores), quick (a first look),
+presets: smoke (tiny, about 30 s on 2 cores), quick (a first look),
 default (the embedded Fashion-MNIST benchmark), fashion-mnist-vit (the same
 with a small ViT), paper-cifar10-resnet9 (alias: paper) and paper-svhn-vit
 (the paper's two setups, for GPUs), and their CPU-sized twins
