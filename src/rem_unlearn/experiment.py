@@ -91,8 +91,8 @@ def data_fingerprint(cfg: DataConfig) -> str:
 def model_key(cfg: ExperimentConfig, fingerprint: str) -> str:
     """Every input that changes the trained model: the configs, and the training images and labels as read
     (``fingerprint``), so data from another root or a changed file never reuses a model."""
-    data = {k: v for k, v in to_dict(cfg.data).items()
-            if k not in ("root", "download", "evaluate_on", "validation_size", "test_size")}  # not what the model learns from
+    unseen = ("root", "download", "evaluate_on", "validation_size", "test_size")  # not what the model learns from
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in unseen}
     return cache_key({"data": data, "train_data": fingerprint, "corruption": to_dict(cfg.corruption),
                       "model": to_dict(cfg.model), "train": to_dict(cfg.train), "precision": precision_key(cfg.runtime)})
 
