@@ -24,12 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "efficacy_bands.json"
-CONFIGS = ("bf16:AVX512_CORE_AMX:2", "bf16:AVX512_CORE_AMX:1", "bf16:AVX512_CORE:1",  # precision : ISA cap : threads
-           "fp32:AVX2:1", "fp32:AVX2:2", "fp32:AVX:2")
+# precision : oneDNN ISA cap : threads [: ATen capability].  ATen "default" with AVX is a CPU without AVX2.
+CONFIGS = ("bf16:AVX512_CORE_AMX:2", "bf16:AVX512_CORE_AMX:1", "bf16:AVX512_CORE:1",
+           "fp32:AVX2:1", "fp32:AVX2:2", "fp32:AVX:2", "fp32:AVX:1:default", "fp32:SSE41:1:default")
 
 
-def run(precision: str, isa: str, threads: int) -> dict:
+def run(precision: str, isa: str, threads: int, aten: str | None = None) -> dict:
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "OMP_NUM_THREADS": str(threads), "REM_UNLEARN_QUIET": "1"}
+    if aten:  # ATen's own kernels (activations, BatchNorm, the optimiser) at another instruction set
+        env["ATEN_CPU_CAPABILITY"] = aten
     code = f"import json, efficacy; print(json.dumps(efficacy.measure(precision={precision!r})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tests", env=env, capture_output=True, text=True,
                          check=True)
@@ -38,7 +41,8 @@ def run(precision: str, isa: str, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default=",".join(CONFIGS), help="precision:ISA:threads, comma-separated")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="precision:ISA:threads[:ATen capability], "
+                   "comma-separated (e.g. fp32:AVX:1:default, a CPU with AVX but not AVX2)")
     p.add_argument("--margin", type=float, default=3.0, help="points added below and above the spread")
     p.add_argument("--rerun", action="store_true", help="measure every configuration again (after a change meant "
                    "to move results); otherwise those already in the bands file are kept")
@@ -51,9 +55,9 @@ def main() -> None:
     for spec in a.configs.split(","):
         if spec in runs:
             continue
-        precision, isa, threads = spec.split(":")
+        precision, isa, threads, *aten = spec.split(":")
         start = time.perf_counter()
-        runs[spec] = run(precision, isa, int(threads))
+        runs[spec] = run(precision, isa, int(threads), *aten)
         print(f"{spec}: {time.perf_counter() - start:.0f} s {json.dumps(runs[spec])}", flush=True)
         write(runs, bands_of(runs, a.margin), a.margin)  # each configuration is kept as soon as it is measured
     write(runs, bands_of(runs, a.margin), a.margin)

@@ -4,7 +4,7 @@ planted random labels, and every method's metrics stay within bands measured acr
 The task (tests/efficacy.py) trains once per corruption and heals it with every method at its defaults, each
 corruption in a 1-thread pytest worker of its own, side by side (about 2 minutes on 2 cores with AMX, 5.6 in
 fp32 on an AVX2-only CPU).  The bands in tests/data/efficacy_bands.json are the lowest and highest values seen
-over several numerics configurations (oneDNN's instruction set and the thread count), widened by a margin,
+over several numerics configurations (oneDNN's and ATen's instruction sets, the thread count), widened by a margin,
 for each autocast the default runtime picks: bf16 on a CPU with native bf16, fp32 on one without;
 scripts/efficacy_spread.py measures them (docs/benchmark.md, "What the tests check on every machine").  The
 orderings below hold with margin in every configuration measured; what did not is said.
@@ -39,7 +39,9 @@ def measured(kind: str) -> dict:
 @pytest.mark.xdist_group("efficacy-poison")
 def test_both_rems_remove_the_backdoor_that_finetuning_keeps() -> None:
     poison = measured("poison")
-    assert poison["none"]["attack_success"] > 80 and poison["finetune"]["attack_success"] > 60, poison
+    # The trained model's attack success is 83.7-98.0 % over the configurations measured, Finetune's 60.0-98.0 %
+    # (both lowest with oneDNN capped at AVX and ATen's scalar kernels: a CPU with AVX but not AVX2).
+    assert poison["none"]["attack_success"] > 75 and poison["finetune"]["attack_success"] > 50, poison
     for rem in ("rem", "rem-official"):
         assert poison[rem]["attack_success"] < 25, (rem, poison[rem])
         assert poison[rem]["healed"] >= poison["none"]["healed"] + 45, (rem, poison)
