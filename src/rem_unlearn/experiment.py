@@ -35,9 +35,12 @@ def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
     provided = _PROVIDED.get(data_id(cfg))
     if provided is not None:
         return provided
+    def seeded_order(split: ImageDataset) -> torch.Tensor:
+        return torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.subset_seed))
+
     full = load_dataset(cfg.name, "train", root=cfg.root, download=cfg.download)
     train = full
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.subset_seed))
+    order = seeded_order(full)
     if cfg.train_size is not None and cfg.train_size < len(full):
         train = full.subset(torch.sort(order[:cfg.train_size]).values)
     if cfg.evaluate_on == "validation":
@@ -48,8 +51,7 @@ def load_data(cfg: DataConfig) -> tuple[ImageDataset, ImageDataset]:
         return train, full.subset(torch.sort(rest[:cfg.validation_size]).values)
     test = load_dataset(cfg.name, "test", root=cfg.root, download=cfg.download)
     if cfg.test_size is not None and cfg.test_size < len(test):
-        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(cfg.subset_seed))[:cfg.test_size]
-        test = test.subset(torch.sort(pick).values)
+        test = test.subset(torch.sort(seeded_order(test)[:cfg.test_size]).values)
     return train, test
 
 
